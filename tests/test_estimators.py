@@ -1,0 +1,238 @@
+"""TreeRPO / TreePO estimators: verl equivalence, hand-computed values, malformed input."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from omegaconf import OmegaConf
+from verl.protocol import DataProto
+from verl.trainer.ppo.core_algos import get_adv_estimator_fn
+from verl.trainer.ppo.ray_trainer import compute_advantage
+from verl.trainer.ppo.v1.utils import compute_advantage_for_multi_trajectories
+
+from tests.helpers import build_tree, rows_from_trees
+from treerpo import node_table
+from treerpo.options import AdvantageOptions
+from treerpo.segment_advantage import treepo_row_advantages
+from treerpo.step_advantage import step_level_advantages
+
+treerpo_fn = get_adv_estimator_fn("treerpo")
+treepo_fn = get_adv_estimator_fn("treepo")
+
+
+def run_config(**adv):
+    """A run config like verl's trainer holds, passed on as its `algorithm` node."""
+    cfg = OmegaConf.create({"algorithm": {"adv_estimator": "x", "gamma": 1.0}, "tree": {"advantage": adv}})
+    return cfg.algorithm
+
+
+def one_level_batch(seed, n_prompts=5, leaves=6, T=12):
+    g = torch.Generator().manual_seed(seed)
+    trees = []
+    for p in range(n_prompts):
+        spec = [(int(torch.randint(1, T, (1,), generator=g)), float(torch.randint(0, 2, (1,), generator=g)))
+                for _ in range(leaves)]
+        trees.append(build_tree(f"prompt{p}", spec))
+    uids, rewards, mask = rows_from_trees(trees, response_length=T)
+    perm = torch.randperm(len(uids), generator=g)  # rows arrive reordered in verl
+    return uids[perm.numpy()], rewards[perm], mask[perm]
+
+
+def as_dataproto(uids, rewards, mask, prompt_uids=False):
+    index = np.array([u.split("#")[0] for u in uids], dtype=object) if prompt_uids else uids
+    return DataProto.from_dict(
+        tensors={"token_level_rewards": rewards.clone(), "response_mask": mask.clone()},
+        non_tensors={"uid": index},
+    )
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_one_level_tree_is_grpo_through_compute_advantage(seed):
+    uids, rewards, mask = one_level_batch(seed)
+    ref = compute_advantage(as_dataproto(uids, rewards, mask, prompt_uids=True), "grpo")
+    cfg = run_config(norm="group")
+    ours = compute_advantage(as_dataproto(uids, rewards, mask), "treerpo", config=cfg)
+    torch.testing.assert_close(ours.batch["advantages"], ref.batch["advantages"], atol=1e-6, rtol=0)
+    assert ref.batch["advantages"].abs().sum() > 0  # the comparison is not between zeros
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_one_level_tree_is_rfpp_baseline_through_multi_trajectory_path(seed):
+    uids, rewards, mask = one_level_batch(seed)
+    keys = [f"{u.split('#')[0]}_{i}_0" for i, u in enumerate(uids)]
+    ref = compute_advantage_for_multi_trajectories(
+        as_dataproto(uids, rewards, mask, prompt_uids=True), keys, "reinforce_plus_plus_baseline"
+    )
+    ours = compute_advantage_for_multi_trajectories(
+        as_dataproto(uids, rewards, mask), keys, "treepo", config=run_config()
+    )
+    torch.testing.assert_close(ours.batch["advantages"], ref.batch["advantages"], atol=1e-6, rtol=0)
+    assert ref.batch["advantages"].abs().sum() > 0
+
+
+def test_one_level_treerpo_continuous_rewards_tau0_is_grpo():
+    g = torch.Generator().manual_seed(3)
+    spec = [(3, float(torch.randn(1, generator=g))) for _ in range(7)]
+    uids, rewards, mask = rows_from_trees([build_tree("p", spec)])
+    ref = compute_advantage(as_dataproto(uids, rewards, mask, prompt_uids=True), "grpo")
+    ours = compute_advantage(as_dataproto(uids, rewards, mask), "treerpo", config=run_config(norm="group", tau=0.0))
+    torch.testing.assert_close(ours.batch["advantages"], ref.batch["advantages"], atol=1e-6, rtol=0)
+
+
+# ---- an unbalanced three-level tree with early EOS, computed by hand -----------------------
+#
+#   root ── a (4 tok) ─┬─ a0 (3 tok, EOS)                r = 1
+#          │           └─ a1 (2 tok) ─┬─ a1x (2 tok)      r = 0
+#          │                          └─ a1y (3 tok)      r = 1
+#          └─ b (5 tok) ─┬─ b0 (1 tok: EOS first token)   r = 0
+#                        └─ b1 (2 tok) ─┬─ b1x (1 tok)    r = 0
+#                                       └─ b1y (2 tok)    r = 0
+SPEC = [
+    (4, [(3, 1), (2, [(2, 0), (3, 1)])]),
+    (5, [(1, 0), (2, [(1, 0), (2, 0)])]),
+]
+LEAVES = ["a0", "a1x", "a1y", "b0", "b1x", "b1y"]
+LEAF_NODES = {"a0": ["a", "a0"], "a1x": ["a", "a1", "a1x"], "a1y": ["a", "a1", "a1y"],
+              "b0": ["b", "b0"], "b1x": ["b", "b1", "b1x"], "b1y": ["b", "b1", "b1y"]}
+SEG_LEN = {"a": 4, "a0": 3, "a1": 2, "a1x": 2, "a1y": 3, "b": 5, "b0": 1, "b1": 2, "b1x": 1, "b1y": 2}
+T = 10
+S2 = math.sqrt(2)
+
+
+def hand_batch():
+    uids, rewards, mask = rows_from_trees([build_tree("P", SPEC)], response_length=T)
+    return uids, rewards, mask
+
+
+def expected_tokens(node_adv):
+    out = torch.zeros(len(LEAVES), T)
+    for i, leaf in enumerate(LEAVES):
+        pos = 0
+        for n in LEAF_NODES[leaf]:
+            out[i, pos : pos + SEG_LEN[n]] = node_adv.get(n, 0.0)
+            pos += SEG_LEN[n]
+    return out
+
+
+# recursive mean: V(a1)=.5, V(a)=.75, V(b1)=0, V(b)=0. Groups {a,b}: dev +-.375, std .375*sqrt2;
+# {a0,a1}: dev +-.25, std .25*sqrt2; {a1x,a1y}: dev -+.5, std .5*sqrt2; {b0,b1},{b1x,b1y}: std 0.
+DEV = {"a": 0.375, "b": -0.375, "a0": 0.25, "a1": -0.25, "a1x": -0.5, "a1y": 0.5}
+BATCH_STD = math.sqrt(2 * (0.375**2 + 0.25**2 + 0.5**2) / 5)
+HAND = {
+    "mean": DEV,
+    "group": {k: math.copysign(1 / S2, v) for k, v in DEV.items()},  # every kept group is +-x
+    "batch": {k: v / BATCH_STD for k, v in DEV.items()},
+}
+
+
+@pytest.mark.parametrize("norm", ["mean", "group", "batch"])
+def test_treerpo_hand_computed(norm):
+    uids, rewards, mask = hand_batch()
+    adv, ret = treerpo_fn(rewards, mask, index=uids, config=run_config(norm=norm))
+    torch.testing.assert_close(adv, expected_tokens(HAND[norm]), atol=1e-5, rtol=1e-5)
+    assert torch.equal(adv, ret)
+
+
+def test_treerpo_hand_computed_tau_prunes_group():
+    # tau = 0.4 > std{a0,a1} = .354 and std{a,b} = .530 > 0.4: group {a0, a1} is pruned as well
+    uids, rewards, mask = hand_batch()
+    adv, _ = treerpo_fn(rewards, mask, index=uids, config=run_config(norm="mean", tau=0.4))
+    exp = {k: v for k, v in DEV.items() if k not in ("a0", "a1")}
+    torch.testing.assert_close(adv, expected_tokens(exp), atol=1e-6, rtol=0)
+
+
+def test_treerpo_hand_computed_leaf_mean():
+    # leaf mean: V(a) = 2/3 (three leaves 1,0,1), V(b) = 0: group {a,b} dev +-1/3; the rest as before
+    uids, rewards, mask = hand_batch()
+    adv, _ = treerpo_fn(rewards, mask, index=uids, config=run_config(norm="mean", value_rule="leaf_mean"))
+    exp = dict(DEV, a=1 / 3, b=-1 / 3)
+    torch.testing.assert_close(adv, expected_tokens(exp), atol=1e-6, rtol=0)
+
+
+def test_treerpo_tau0_keeps_zero_std_groups_at_zero():
+    uids, rewards, mask = hand_batch()
+    adv, _ = treerpo_fn(rewards, mask, index=uids, config=run_config(norm="group", tau=0.0))
+    torch.testing.assert_close(adv, expected_tokens(HAND["group"]), atol=1e-5, rtol=1e-5)
+
+
+# TreePO, rewards a0=1 a1x=0 a1y=1 b0=0 b1x=0 b1y=0; leaf counts root 6, a 3, a1 2, b 3, b1 2;
+# means root 1/3, a 2/3, a1 1/2, b 0, b1 0.
+TREEPO_HAND = {
+    "average": [(2 / 3 + 1 / 3) / 2, -(1 / 3 + 2 / 3 + 1 / 2) / 3, (2 / 3 + 1 / 3 + 1 / 2) / 3,
+                -1 / 6, -1 / 9, -1 / 9],
+    "group_size": [(6 * 2 / 3 + 3 * 1 / 3) / 9, -(6 / 3 + 3 * 2 / 3 + 2 / 2) / 11, (6 * 2 / 3 + 3 / 3 + 2 / 2) / 11,
+                   -2 / 9, -2 / 11, -2 / 11],
+    "drop": [0.5, -0.5, 0.5, -1 / 3, -1 / 3, -1 / 3],  # subgroups b and b1 (all 0) are left out
+}
+
+
+def whiten_by_hand(row_adv, mask):
+    vals = (torch.tensor(row_adv, dtype=torch.float64)[:, None] * mask.double())[mask.bool()]
+    mean, std = vals.mean(), vals.std()  # unbiased, as REINFORCE++ whitening
+    return ((torch.tensor(row_adv, dtype=torch.float64)[:, None] - mean) / std * mask.double()).float()
+
+
+@pytest.mark.parametrize("option", ["average", "group_size", "drop"])
+def test_treepo_hand_computed(option):
+    uids, rewards, mask = hand_batch()
+    opts = {"average": {}, "group_size": {"aggregation": "group_size"},
+            "drop": {"drop_zero_variance_subgroups": True}}[option]
+    table = node_table.build(uids, mask)
+    rows = treepo_row_advantages(table, rewards.sum(-1), AdvantageOptions(**opts))
+    torch.testing.assert_close(rows, torch.tensor(TREEPO_HAND[option], dtype=torch.float64), atol=1e-9, rtol=0)
+    adv, _ = treepo_fn(rewards, mask, index=uids, config=run_config(**opts))
+    torch.testing.assert_close(adv, whiten_by_hand(TREEPO_HAND[option], mask), atol=1e-5, rtol=1e-5)
+
+
+def test_node_values_match_reference_tree():
+    tree = build_tree("P", SPEC)
+    uids, rewards, mask = rows_from_trees([tree], response_length=T)
+    table = node_table.build(uids, mask)
+    for rule in ("recursive_mean", "leaf_mean"):
+        tree.compute_values(rule)
+        _, v, _ = step_level_advantages(table, rewards.sum(-1), AdvantageOptions(value_rule=rule))
+        leaf_v = v[table.leaf]
+        assert leaf_v.tolist() == [l.value for l in tree.leaves()]
+        a_node = table.row_nodes[1, 0]  # node 'a' on row a1x
+        assert v[a_node].item() == pytest.approx(tree.root.children[0].value)
+        assert v[table.row_root[0]].item() == pytest.approx(tree.root.value)
+
+
+# ---- options through the run config -----------------------------------------------------------
+def test_unknown_option_is_an_error():
+    uids, rewards, mask = hand_batch()
+    with pytest.raises(ValueError, match="unknown tree.advantage option"):
+        treerpo_fn(rewards, mask, index=uids, config=run_config(tua=0.1))
+    with pytest.raises(ValueError, match="norm='grup'"):
+        treerpo_fn(rewards, mask, index=uids, config=run_config(norm="grup"))
+
+
+# ---- malformed input --------------------------------------------------------------------------
+@pytest.mark.parametrize("fn", [treerpo_fn, treepo_fn])
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), -float("inf")])
+def test_non_finite_reward_is_an_error(fn, bad):
+    uids, rewards, mask = hand_batch()
+    rewards[2, 5] = bad
+    with pytest.raises(ValueError, match=f"non-finite reward.*{uids[2]}"):
+        fn(rewards, mask, index=uids, config=run_config())
+
+
+@pytest.mark.parametrize("fn", [treerpo_fn, treepo_fn])
+def test_malformed_topology_errors_name_the_uid(fn):
+    uids, rewards, mask = hand_batch()
+    cases = []
+    u = uids.copy(); u[0] = "P-no-topology"; cases.append((u, "P-no-topology"))
+    u = uids.copy(); u[1] = uids[2]; cases.append((u, "same leaf"))  # duplicate leaf
+    u = uids.copy(); u[1] = "P#tree1#0.1#4.6"; cases.append((u, "cannot have children"))  # a1 as a leaf
+    u = uids.copy(); u[2] = "P#tree1#0.1.1#5.6.9"; cases.append((u, "disagree on where it ends"))
+    u = uids.copy(); u[0] = "P#tree1#0.0#4.11"; cases.append((u, "only 10 tokens"))
+    for u, match in cases:
+        with pytest.raises(ValueError, match=match):
+            fn(rewards, mask, index=u, config=run_config())
+    m = mask.clone(); m[0, 8] = 1  # a0's segments end at 7
+    with pytest.raises(ValueError, match=f"{uids[0]}.*after its last segment"):
+        fn(rewards, m, index=uids, config=run_config())
+    u = uids.copy(); u[0] = "pad123"  # padding uid with live tokens
+    with pytest.raises(ValueError, match="padding row"):
+        fn(rewards, mask, index=u, config=run_config())

@@ -1,0 +1,67 @@
+"""TreeRPO: step-level group-relative advantages (arXiv 2506.05183; ALGORITHMS.md section 1).
+
+For every tree in the batch, with node values V (see `treerpo.tree`):
+
+    step-level group   G(p) = children(p): the siblings that continue the same parent p
+    A(c)  = V(c) - mean_{s in G(p)} V(s)
+    group:  A(c) /= std_{G(p)}(V) + eps          (std unbiased, as verl's GRPO)
+    mean:   A(c) unchanged                       (Dr. GRPO)
+    batch:  A(c) /= std of all unpruned A in the batch + eps
+    pruning: A(c) = 0 for every c in G(p) when std_{G(p)}(V) < tau   (single-child groups: std 0)
+
+Every token of node c's own segment gets A(c); tokens with response_mask 0 get 0. With depth 1
+(every leaf a child of the root) and `group` normalisation this is verl's `grpo` exactly.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from treerpo.node_table import NodeTable
+from treerpo.options import AdvantageOptions
+
+
+def step_level_advantages(
+    table: NodeTable, leaf_rewards: torch.Tensor, opts: AdvantageOptions
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """A(node) for every node (roots get 0), plus V(node) and a per-node `pruned` flag."""
+    v = table.values(leaf_rewards, opts.value_rule)
+    n = table.num_nodes
+    child = (table.parent >= 0).nonzero(as_tuple=True)[0]
+    par = table.parent[child]
+    size = table.num_children.to(torch.float64)
+
+    group_sum = torch.zeros(n, dtype=torch.float64).index_add_(0, par, v[child])
+    group_mean = group_sum / size.clamp(min=1)
+    dev = v[child] - group_mean[par]
+    sq = torch.zeros(n, dtype=torch.float64).index_add_(0, par, dev * dev)
+    group_std = torch.where(size > 1, (sq / (size - 1).clamp(min=1)).sqrt(), torch.zeros_like(sq))
+
+    keep = group_std[par] >= opts.tau  # tau = 0 keeps everything
+    adv = dev
+    if opts.norm == "group":
+        adv = dev / (group_std[par] + opts.epsilon)
+    elif opts.norm == "batch":
+        kept = dev[keep]
+        if kept.numel() >= 2:
+            adv = dev / (kept.std() + opts.epsilon)
+    adv = torch.where(keep, adv, torch.zeros_like(adv))
+
+    node_adv = torch.zeros(n, dtype=torch.float64)
+    node_adv[child] = adv
+    pruned = torch.zeros(n, dtype=torch.bool)
+    pruned[child] = ~keep
+    return node_adv, v, pruned
+
+
+def treerpo_token_advantages(
+    table: NodeTable,
+    token_level_rewards: torch.Tensor,
+    response_mask: torch.Tensor,
+    opts: AdvantageOptions,
+) -> torch.Tensor:
+    """(B, T) advantages: each token gets the step-level advantage of its segment's node."""
+    leaf_rewards = token_level_rewards.sum(dim=-1)
+    node_adv, _, _ = step_level_advantages(table, leaf_rewards, opts)
+    tokens = table.scatter_to_tokens(node_adv.to(token_level_rewards.dtype), response_mask.shape[1])
+    return tokens * response_mask

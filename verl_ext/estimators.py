@@ -1,0 +1,96 @@
+"""`treerpo` and `treepo`, registered in verl's advantage-estimator registry.
+
+verl calls `fn(token_level_rewards, response_mask, index=uids, config=config.algorithm)`. The
+uids carry each leaf's tree topology (`treerpo.topology`); the options come from the run
+config's `tree.advantage` group (`treerpo.options.AdvantageOptions`), which we reach from the
+`algorithm` node verl passes: in verl's trainers it is a node of the full OmegaConf config.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import numpy as np
+import torch
+from omegaconf import DictConfig, OmegaConf
+from verl.trainer.ppo.core_algos import register_adv_est
+from verl.utils.torch_functional import masked_whiten
+
+from treerpo import node_table
+from treerpo.options import AdvantageOptions
+from treerpo.segment_advantage import treepo_row_advantages
+from treerpo.step_advantage import treerpo_token_advantages
+
+logger = logging.getLogger(__name__)
+
+
+def options_from_config(config: Any) -> AdvantageOptions:
+    """AdvantageOptions from `tree.advantage` of the run config that `config` belongs to.
+
+    `config` is what verl passes as the estimator's `config`: `config.algorithm`, a DictConfig
+    node whose root is the whole run config. A mapping with a `tree` key, or an AdvantageOptions,
+    is accepted too (for direct calls).
+    """
+    if isinstance(config, AdvantageOptions):
+        return config
+    tree = None
+    if isinstance(config, DictConfig):
+        root = config._get_root()  # OmegaConf keeps the parent chain of nested nodes
+        tree = root.get("tree") if isinstance(root, DictConfig) else None
+    elif isinstance(config, dict):
+        tree = config.get("tree")
+    if tree is None:
+        return AdvantageOptions()
+    adv = tree.get("advantage") if hasattr(tree, "get") else None
+    if isinstance(adv, DictConfig):
+        adv = OmegaConf.to_container(adv, resolve=True)
+    return AdvantageOptions.from_mapping(adv)
+
+
+def _check_rewards(token_level_rewards: torch.Tensor, index: np.ndarray) -> torch.Tensor:
+    scores = token_level_rewards.sum(dim=-1)
+    bad = ~torch.isfinite(scores)
+    if bad.any():
+        r = int(bad.nonzero()[0, 0])
+        raise ValueError(f"non-finite reward {scores[r].item()} for uid {index[r]!r}")
+    return scores
+
+
+@register_adv_est("treerpo")
+def compute_treerpo_advantage(
+    token_level_rewards: torch.Tensor,
+    response_mask: torch.Tensor,
+    index: np.ndarray,
+    config: Any = None,
+    **kwargs,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """TreeRPO step-level advantages (treerpo.step_advantage); returns (advantages, returns)."""
+    opts = options_from_config(config)
+    with torch.no_grad():
+        _check_rewards(token_level_rewards, index)
+        table = node_table.build(index, response_mask)
+        adv = treerpo_token_advantages(table, token_level_rewards, response_mask, opts)
+    return adv, adv
+
+
+@register_adv_est("treepo")
+def compute_treepo_advantage(
+    token_level_rewards: torch.Tensor,
+    response_mask: torch.Tensor,
+    index: np.ndarray,
+    config: Any = None,
+    **kwargs,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """TreePO segment advantages (treerpo.segment_advantage), whitened by verl's masked_whiten."""
+    opts = options_from_config(config)
+    with torch.no_grad():
+        scores = _check_rewards(token_level_rewards, index)
+        table = node_table.build(index, response_mask)
+        row_adv = treepo_row_advantages(table, scores, opts).to(token_level_rewards.dtype)
+        adv = row_adv[:, None] * response_mask
+        if response_mask.sum() >= 2:  # verl's masked_var needs two tokens
+            adv = masked_whiten(adv, response_mask) * response_mask
+        else:
+            adv = torch.zeros_like(adv)
+    return adv, adv
