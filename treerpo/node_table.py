@@ -85,123 +85,109 @@ class NodeTable:
     def scatter_to_tokens(self, node_values: torch.Tensor, response_length: int) -> torch.Tensor:
         """(B, T) tensor where token t of row r holds node_values of the node whose segment has t.
 
-        Tokens past a row's last segment get 0. Segment j of row r covers
-        [row_ends[r, j-1], row_ends[r, j]); a token's segment index is the number of segment ends
-        at or before it, found with a cumulative sum over boundary markers (no token loop).
+        Row r is laid out as its segments' values, each repeated over the segment's length, then
+        zeros up to T: one `repeat_interleave` over the whole batch, no token loop.
         """
-        b = self.row_nodes.shape[0]
-        per_row = torch.zeros(b, self.max_depth + 1, dtype=node_values.dtype)
-        safe_nodes = self.row_nodes.clamp(min=0)
-        per_row[:, : self.max_depth] = torch.where(self.row_nodes >= 0, node_values[safe_nodes], 0)
-        markers = torch.zeros(b, response_length + 1, dtype=torch.int32)
-        ends = torch.where(self.row_nodes >= 0, self.row_ends, response_length).clamp(max=response_length)
-        markers.scatter_add_(1, ends, torch.ones_like(ends, dtype=torch.int32))
-        # past a row's last segment the index is row_depth, a column that holds 0
-        seg = markers[:, :response_length].cumsum(dim=1, dtype=torch.int32)
-        return torch.gather(per_row, 1, seg.long())
+        b, d = self.row_nodes.shape
+        vals = torch.zeros(b, d + 1, dtype=node_values.dtype)
+        vals[:, :d] = torch.where(self.row_nodes >= 0, node_values[self.row_nodes.clamp(min=0)], 0)
+        ends = torch.cat([torch.zeros(b, 1, dtype=torch.long), self.row_ends], dim=1)
+        ends = torch.cummax(ends, dim=1).values  # columns past the depth hold 0: carry the last end
+        lengths = torch.cat([ends[:, 1:] - ends[:, :-1], response_length - ends[:, -1:]], dim=1)
+        return torch.repeat_interleave(vals.reshape(-1), lengths.reshape(-1)).view(b, response_length)
 
 
 def build(uids: Sequence, response_mask: torch.Tensor) -> NodeTable:
     """Parse every row's uid and number the nodes of all trees in the batch.
 
-    Raises ValueError (naming the uid) when a row's topology is unreadable or contradicts another
-    row's: the same leaf twice, a leaf that another row passes through, a shared segment with two
-    different ends, segments that end past the response, or mask-1 tokens after the last segment.
+    Nodes are found level by level: at depth k, rows with the same prompt and the same first k
+    path entries share a node (np.unique over those keys). Raises ValueError (naming the uid) when
+    a row's topology is unreadable or contradicts another row's: the same leaf twice, a leaf that
+    another row passes through, a shared segment with two different ends, segments that end past
+    the response, or mask-1 tokens after the last segment.
     """
     uids = list(uids.tolist() if isinstance(uids, np.ndarray) else uids)
     b, t = response_mask.shape
     if len(uids) != b:
         raise ValueError(f"{len(uids)} uids for {b} rows")
-    mask_any = (response_mask != 0).any(dim=1).tolist()
+    topo = topology.decode_batch(uids)
+    real = ~topo.padding
+    mask_any = (response_mask != 0).any(dim=1).numpy()
+    if (topo.padding & mask_any).any():
+        r = int((topo.padding & mask_any).nonzero()[0][0])
+        raise ValueError(f"padding row {uids[r]!r} has a non-zero response_mask")
+    too_long = (topo.ends.max(axis=1) > t).nonzero()[0]
+    if too_long.size:
+        r = int(too_long[0])
+        raise ValueError(f"uid {uids[r]!r}: its segments end at {topo.ends[r].max()} but the response has only {t} tokens")
 
-    node_ids: dict[tuple, int] = {}
-    parent: list[int] = []
-    depth: list[int] = []
-    node_end: list[int] = []
-    node_owner: list[str] = []
-    real = [False] * b
-    row_paths: list[list[int]] = [[] for _ in range(b)]
-    row_ends: list[tuple[int, ...]] = [()] * b
-    row_root = [-1] * b
-    leaf_owner: dict[int, str] = {}
-
-    for r, uid in enumerate(uids):
-        if topology.is_padding_uid(uid):
-            if mask_any[r]:
-                raise ValueError(f"padding row {uid!r} has a non-zero response_mask")
-            continue
-        topo = topology.decode(uid)
-        if topo.ends[-1] > t:
+    # roots: one per prompt uid
+    prompt_index: dict[str, int] = {}
+    pid = np.full(b, -1, dtype=np.int64)
+    for r in real.nonzero()[0]:
+        pid[r] = prompt_index.setdefault(topo.prompt_uids[r], len(prompt_index))
+    n_roots = len(prompt_index)
+    parent = [np.full(n_roots, -1, dtype=np.int64)]
+    depth = [np.zeros(n_roots, dtype=np.int64)]
+    width = topo.paths.shape[1]
+    row_nodes = np.full((b, width), -1, dtype=np.int64)
+    above = pid.copy()  # each row's node at the previous level (its root at level 0)
+    next_id = n_roots
+    for k in range(1, width + 1):
+        rows = (real & (topo.depth >= k)).nonzero()[0]
+        if rows.size == 0:
+            break
+        keys = np.concatenate([pid[rows, None], topo.paths[rows, :k]], axis=1)
+        _, first, inv = np.unique(keys, axis=0, return_index=True, return_inverse=True)
+        inv = inv.reshape(-1)
+        ends_k = topo.ends[rows, k - 1]
+        clash = (ends_k != ends_k[first][inv]).nonzero()[0]
+        if clash.size:
+            r, owner = rows[clash[0]], rows[first[inv[clash[0]]]]
             raise ValueError(
-                f"uid {uid!r}: its segments end at {topo.ends[-1]} but the response has only {t} tokens"
+                f"uids {uids[owner]!r} and {uids[r]!r} share the segment at path {tuple(topo.paths[r, :k])} "
+                f"but disagree on where it ends ({topo.ends[owner, k - 1]} vs {topo.ends[r, k - 1]})"
             )
-        real[r] = True
-        root_key = (topo.prompt_uid,)
-        root = node_ids.get(root_key)
-        if root is None:
-            root = node_ids[root_key] = len(parent)
-            parent.append(-1), depth.append(0), node_end.append(0), node_owner.append(uid)
-        row_root[r] = root
-        prev = root
-        nodes = []
-        for k in range(1, topo.depth + 1):
-            key = (topo.prompt_uid, topo.path[:k])
-            n = node_ids.get(key)
-            if n is None:
-                n = node_ids[key] = len(parent)
-                parent.append(prev), depth.append(k), node_end.append(topo.ends[k - 1]), node_owner.append(uid)
-            elif node_end[n] != topo.ends[k - 1]:
-                raise ValueError(
-                    f"uids {node_owner[n]!r} and {uid!r} share the segment at path {topo.path[:k]} "
-                    f"but disagree on where it ends ({node_end[n]} vs {topo.ends[k - 1]})"
-                )
-            nodes.append(n)
-            prev = n
-        if prev in leaf_owner:
-            raise ValueError(f"uids {leaf_owner[prev]!r} and {uid!r} are the same leaf")
-        leaf_owner[prev] = uid
-        row_paths[r] = nodes
-        row_ends[r] = topo.ends
+        row_nodes[rows, k - 1] = next_id + inv
+        parent.append(above[rows][first])
+        depth.append(np.full(first.size, k, dtype=np.int64))
+        above[rows] = next_id + inv
+        next_id += first.size
 
-    n_nodes = len(parent)
-    parent_t = torch.tensor(parent, dtype=torch.long)
-    num_children = torch.zeros(n_nodes, dtype=torch.long)
-    if n_nodes:
-        has_parent = parent_t >= 0
-        num_children.index_add_(0, parent_t[has_parent], torch.ones(int(has_parent.sum()), dtype=torch.long))
-    leaves = torch.tensor([p[-1] if p else -1 for p in row_paths], dtype=torch.long)
-    internal_leaf = [r for r in range(b) if real[r] and num_children[leaves[r]] > 0]
-    if internal_leaf:
-        uid = uids[internal_leaf[0]]
-        raise ValueError(f"uid {uid!r} ends at a node that other rows of its tree continue: a leaf cannot have children")
-
-    d_max = max((len(p) for p in row_paths), default=0)
-    width = max(d_max, 1)
-    row_nodes = torch.tensor([p + [-1] * (width - len(p)) for p in row_paths], dtype=torch.long).view(b, width)
-    row_ends_t = torch.tensor([list(e) + [0] * (width - len(e)) for e in row_ends], dtype=torch.long).view(b, width)
-    row_depth = torch.tensor([len(p) for p in row_paths], dtype=torch.long)
+    parent_a = np.concatenate(parent)
+    num_children = np.bincount(parent_a[parent_a >= 0], minlength=next_id)
+    leaf = np.where(real, row_nodes[np.arange(b), np.maximum(topo.depth - 1, 0)], -1)
+    continued = (real & (num_children[np.maximum(leaf, 0)] > 0)).nonzero()[0]
+    if continued.size:
+        raise ValueError(
+            f"uid {uids[continued[0]]!r} ends at a node that other rows of its tree continue: "
+            "a leaf cannot have children"
+        )
+    leaf_ids, first_row, counts = np.unique(leaf[real], return_index=True, return_counts=True)
+    if (counts > 1).any():
+        real_rows = real.nonzero()[0]
+        dup = leaf_ids[counts > 1][0]
+        r1, r2 = real_rows[leaf[real] == dup][:2]
+        raise ValueError(f"uids {uids[r1]!r} and {uids[r2]!r} are the same leaf")
 
     # mask-1 tokens past a row's last segment belong to no node
-    last_end = row_ends_t.max(dim=1).values
-    positions = torch.arange(t)
-    stray = ((response_mask != 0) & (positions[None, :] >= last_end[:, None])).any(dim=1)
-    real_t = torch.tensor(real, dtype=torch.bool)
-    stray &= real_t
+    last_end = torch.from_numpy(topo.ends.max(axis=1))
+    stray = ((response_mask != 0) & (torch.arange(t)[None, :] >= last_end[:, None])).any(dim=1).numpy() & real
     if stray.any():
-        r = int(stray.nonzero()[0, 0])
+        r = int(stray.nonzero()[0][0])
         raise ValueError(
             f"uid {uids[r]!r}: response_mask has tokens after its last segment (which ends at {int(last_end[r])})"
         )
 
     return NodeTable(
         uids=uids,
-        real=real_t,
-        parent=parent_t,
-        depth=torch.tensor(depth, dtype=torch.long),
-        num_children=num_children,
-        row_nodes=row_nodes,
-        row_ends=row_ends_t,
-        row_depth=row_depth,
-        row_root=torch.tensor(row_root, dtype=torch.long),
-        leaf=leaves,
+        real=torch.from_numpy(real),
+        parent=torch.from_numpy(parent_a),
+        depth=torch.from_numpy(np.concatenate(depth)),
+        num_children=torch.from_numpy(num_children),
+        row_nodes=torch.from_numpy(row_nodes),
+        row_ends=torch.from_numpy(topo.ends),
+        row_depth=torch.from_numpy(topo.depth),
+        row_root=torch.from_numpy(pid),
+        leaf=torch.from_numpy(leaf),
     )

@@ -82,15 +82,22 @@ def compute_treepo_advantage(
     config: Any = None,
     **kwargs,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """TreePO segment advantages (treerpo.segment_advantage), whitened by verl's masked_whiten."""
+    """TreePO segment advantages (treerpo.segment_advantage), whitened by verl's masked_whiten.
+
+    Every token of row i carries the same A_i, so the token-level whitening statistics equal the
+    row-level ones weighted by each row's token count. verl's masked_* functions take numeric
+    masks, so we hand `masked_whiten` (B,) values with (B,) token counts: the same mean and
+    (Bessel-corrected) variance as REINFORCE++'s (B, T) call, without 2 x 10^7-element passes.
+    """
     opts = options_from_config(config)
     with torch.no_grad():
         scores = _check_rewards(token_level_rewards, index)
         table = node_table.build(index, response_mask)
-        row_adv = treepo_row_advantages(table, scores, opts).to(token_level_rewards.dtype)
-        adv = row_adv[:, None] * response_mask
-        if response_mask.sum() >= 2:  # verl's masked_var needs two tokens
-            adv = masked_whiten(adv, response_mask) * response_mask
+        row_adv = treepo_row_advantages(table, scores, opts)
+        tokens_per_row = response_mask.sum(dim=-1).to(torch.float64)
+        if tokens_per_row.sum() >= 2:  # verl's masked_var needs two tokens
+            row_adv = masked_whiten(row_adv, tokens_per_row)
         else:
-            adv = torch.zeros_like(adv)
+            row_adv = torch.zeros_like(row_adv)
+        adv = row_adv.to(token_level_rewards.dtype)[:, None] * response_mask
     return adv, adv
