@@ -8,7 +8,7 @@ has no `tree` group). `verl_ext.estimators` reads them from the config verl hand
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
-from typing import Any, Mapping
+from typing import Any, Mapping, Optional
 
 from treerpo.tree import VALUE_RULES
 
@@ -72,3 +72,117 @@ class AdvantageOptions:
         if unknown:
             raise ValueError(f"unknown tree.advantage option(s) {unknown}; known: {sorted(names)}")
         return cls(**{k: m[k] for k in m.keys()})
+
+
+METHODS = ("treerpo", "treepo")
+CREDITS = ("every_row", "once")
+DIVERGENCES = ("fixed_avg", "logprob")
+DIVERGENCE_SCORES = ("last_segment", "mean", "sum")
+
+
+@dataclass(frozen=True)
+class RolloutOptions:
+    """Tree sampling settings: `tree.rollout.*` in the run config (ALGORITHMS.md sections 1-2)."""
+
+    method: str = "treerpo"
+    """`treerpo`: N-ary tree of depth D. `treepo`: TreePO's segment-wise budgeted sampling."""
+
+    # ---- TreeRPO shape ------------------------------------------------------------------------
+    branching: int = 8
+    """N: children of every internal node. 8 as quoted from the TreeRPO paper by a public review."""
+    depth: int = 3
+    """D: the maximum number of steps (segments) on a path. 3 in the TreeRPO paper (review quote)."""
+    step_tokens: int = 384
+    """L_step: at most this many tokens per step. 384 in the TreeRPO paper (review quote)."""
+
+    # ---- TreePO shape (defaults: the official TreePO launch settings) -------------------------
+    segment_tokens: int = 512
+    """l: tokens per segment (one engine call)."""
+    max_segments: int = 14
+    """d: the maximum number of segments on a path (14 x 512 = 7168 response tokens)."""
+    branch: int = 2
+    """b: branching factor when a path splits."""
+    leaves: int = 16
+    """w: leaf budget per prompt (the paper's rollout.n)."""
+    init_branches: tuple = (2, 2)
+    """k0: initial root branches, uniform in [lo, hi]; (2, 2) is the paper's fixed setting, (2, 8)
+    its 'more initial divergence' variant. In YAML: an int or a two-element list."""
+    divergence: str = "fixed_avg"
+    """How the budget is split over active paths: `fixed_avg` (even split; the paper's best) or
+    `logprob` (weights softmax(score / T) over the paths' sampled-token logprobs)."""
+    divergence_score: str = "last_segment"
+    """`logprob` score of a path: mean logprob of its `last_segment` (paper), its `mean`, or `sum`."""
+    divergence_temperature: float = 2.0
+    """T of the softmax above (paper: 2.0)."""
+    divergence_prefer: str = "low"
+    """`low`: more budget to low-probability paths (softmax(-score/T)); `high`: the inverse."""
+    repetition_window: int = 32
+    """REPETITION stop: a substring of this many characters ..."""
+    repetition_count: int = 8
+    """... occurring at least this many times in one segment (TreePO release: 32 and 8)."""
+
+    # ---- both ----------------------------------------------------------------------------------
+    credit: str = "every_row"
+    """How a shared segment is trained. `every_row`: in every leaf row that contains it (shared
+    prefixes weigh more, as TreePO's duplication). `once`: in its first leaf row only, masked
+    (response_mask 0) in the others, so each node counts as one sample."""
+    seed: int = 0
+    """Seeds the sampler's own choices (k0, fallback cuts, remainder placement) per prompt."""
+    max_steps: int = 256
+    """Safety bound on sampling rounds per tree; exceeding it raises rather than hangs."""
+    dump_path: Optional[str] = None
+    """If set, append every sampled tree as one JSON line to this file (see treerpo.tree_dump)."""
+
+    def __post_init__(self) -> None:
+        def bad(name, why):
+            raise ValueError(f"tree.rollout.{name}={getattr(self, name)!r}: {why}")
+
+        if self.method not in METHODS:
+            bad("method", f"expected one of {METHODS}")
+        if self.credit not in CREDITS:
+            bad("credit", f"expected one of {CREDITS}")
+        if self.divergence not in DIVERGENCES:
+            bad("divergence", f"expected one of {DIVERGENCES}")
+        if self.divergence_score not in DIVERGENCE_SCORES:
+            bad("divergence_score", f"expected one of {DIVERGENCE_SCORES}")
+        if self.divergence_prefer not in ("low", "high"):
+            bad("divergence_prefer", "expected 'low' or 'high'")
+        for name in ("branching", "depth", "step_tokens", "segment_tokens", "max_segments", "branch", "leaves",
+                     "repetition_window", "repetition_count", "max_steps"):
+            if int(getattr(self, name)) < 1:
+                bad(name, "must be >= 1")
+        k0 = self.init_branches
+        if isinstance(k0, int):
+            object.__setattr__(self, "init_branches", (k0, k0))
+        elif len(tuple(k0)) != 2:
+            bad("init_branches", "expected an int or [lo, hi]")
+        else:
+            object.__setattr__(self, "init_branches", tuple(int(x) for x in k0))
+        lo, hi = self.init_branches
+        if not 1 <= lo <= hi:
+            bad("init_branches", "need 1 <= lo <= hi")
+        if not self.divergence_temperature > 0:
+            bad("divergence_temperature", "must be > 0")
+
+    @property
+    def leaves_per_tree(self) -> int:
+        """Leaves of a full tree: N^D (treerpo) or w (treepo)."""
+        return self.branching**self.depth if self.method == "treerpo" else self.leaves
+
+    @property
+    def max_response_tokens(self) -> int:
+        """The longest path the shape allows."""
+        if self.method == "treerpo":
+            return self.depth * self.step_tokens
+        return self.max_segments * self.segment_tokens
+
+    @classmethod
+    def from_mapping(cls, m: Mapping[str, Any] | None) -> "RolloutOptions":
+        if m is None:
+            return cls()
+        names = {f.name for f in fields(cls)}
+        unknown = sorted(set(m.keys()) - names)
+        if unknown:
+            raise ValueError(f"unknown tree.rollout option(s) {unknown}; known: {sorted(names)}")
+        return cls(**{k: (tuple(m[k]) if k == "init_branches" and not isinstance(m[k], int) else m[k])
+                      for k in m.keys()})

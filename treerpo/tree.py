@@ -44,7 +44,7 @@ class Node:
     depth: int  # root = 0, the first segment = 1
     index_in_parent: int  # position among its parent's children
     token_ids: list[int] = field(default_factory=list)
-    logprobs: list[float] = field(default_factory=list)
+    logprobs: Optional[list[float]] = None  # sampled-token logprobs, if the engine gave them
     start: int = 0
     stop_reason: Optional[StopReason] = None  # set on leaves (None while still active)
     children: list["Node"] = field(default_factory=list)
@@ -104,7 +104,7 @@ class Tree:
             depth=parent.depth + 1,
             index_in_parent=len(parent.children),
             token_ids=list(token_ids),
-            logprobs=list(logprobs) if logprobs is not None else [0.0] * len(token_ids),
+            logprobs=list(logprobs) if logprobs is not None else None,
             start=parent.end if parent.parent is not None else 0,
             stop_reason=stop_reason,
         )
@@ -132,8 +132,15 @@ class Tree:
     def response_ids(self, leaf: Node) -> list[int]:
         return [t for n in leaf.lineage() for t in n.token_ids]
 
-    def response_logprobs(self, leaf: Node) -> list[float]:
-        return [lp for n in leaf.lineage() for lp in n.logprobs]
+    def response_logprobs(self, leaf: Node) -> Optional[list[float]]:
+        lineage = leaf.lineage()
+        if any(n.logprobs is None for n in lineage):
+            return None
+        return [lp for n in lineage for lp in n.logprobs]
+
+    def prefix_ids(self, node: Node) -> list[int]:
+        """prompt + every token on the path down to `node`: what its children continue."""
+        return self.prompt_ids + [t for n in node.lineage() for t in n.token_ids]
 
     def segment_ends(self, leaf: Node) -> list[int]:
         return [n.end for n in leaf.lineage()]
