@@ -11,7 +11,7 @@ from verl.trainer.ppo.v1.utils import compute_advantage_for_multi_trajectories
 
 from tests.test_estimators import DEV, as_dataproto, expected_tokens, hand_batch
 from treerpo.options import AdvantageOptions
-from verl_ext.estimators import options_from_config
+from verl_ext.tree_config import advantage_options as options_from_config
 
 
 def verl_config(*overrides):

@@ -1,4 +1,4 @@
-"""A tiny Qwen2-architecture model and a character-level tokenizer, built in code (no hub).
+"""A tiny Qwen2-architecture model and a byte-level tokenizer, built in code (no hub).
 
 Used by the tests and by the local CPU mode. `save_tiny(path)` writes a directory that
 `transformers.AutoTokenizer` / `AutoModelForCausalLM` (and so verl's `hf_tokenizer`) load like
@@ -7,13 +7,11 @@ any checkpoint. The chat template is Qwen2.5's shape (<|im_start|>role ... <|im_
 
 from __future__ import annotations
 
-import string
 from pathlib import Path
 
 import torch
 
 SPECIALS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
-CHARS = list(string.digits + string.ascii_letters + " \n" + "+-*/=()[]{}\\^_.,:;?!<>|'\"%$#&@~`")
 CHAT_TEMPLATE = (
     "{% for message in messages %}<|im_start|>{{ message['role'] }}\n{{ message['content'] }}<|im_end|>\n"
     "{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
@@ -21,20 +19,25 @@ CHAT_TEMPLATE = (
 
 
 def build_tokenizer():
-    """A character-level PreTrainedTokenizerFast: one id per character, Qwen-style specials."""
-    from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers
+    """A byte-level tokenizer with no merges (one id per UTF-8 byte) and Qwen's special tokens.
+
+    It is the Qwen2 tokenizer's scheme (byte-level BPE) with an empty merge table, so it loads
+    and behaves the same whether transformers builds it as Qwen2Tokenizer (as AutoTokenizer does
+    for a qwen2 checkpoint) or as a generic fast tokenizer.
+    """
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
     from transformers import PreTrainedTokenizerFast
 
-    vocab = {tok: i for i, tok in enumerate(SPECIALS + CHARS)}
-    unk = "<|endoftext|>"
-    core = Tokenizer(models.WordLevel(vocab=vocab, unk_token=unk))
-    core.pre_tokenizer = pre_tokenizers.Split(Regex(r"[\s\S]"), behavior="isolated")
-    core.decoder = decoders.Fuse()
+    alphabet = sorted(pre_tokenizers.ByteLevel.alphabet())
+    vocab = {tok: i for i, tok in enumerate(SPECIALS + alphabet)}
+    core = Tokenizer(models.BPE(vocab=vocab, merges=[]))
+    core.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    core.decoder = decoders.ByteLevel()
+    core.add_special_tokens(SPECIALS)
     tok = PreTrainedTokenizerFast(
         tokenizer_object=core,
         eos_token="<|im_end|>",
         pad_token="<|endoftext|>",
-        unk_token=unk,
         additional_special_tokens=["<|im_start|>"],
     )
     tok.chat_template = CHAT_TEMPLATE

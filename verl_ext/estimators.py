@@ -8,44 +8,18 @@ config's `tree.advantage` group (`treerpo.options.AdvantageOptions`), which we r
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
 import numpy as np
 import torch
-from omegaconf import DictConfig, OmegaConf
 from verl.trainer.ppo.core_algos import register_adv_est
 from verl.utils.torch_functional import masked_whiten
 
 from treerpo import node_table
-from treerpo.options import AdvantageOptions
 from treerpo.segment_advantage import treepo_row_advantages
 from treerpo.step_advantage import treerpo_token_advantages
+from verl_ext.tree_config import advantage_options
 
-logger = logging.getLogger(__name__)
-
-
-def options_from_config(config: Any) -> AdvantageOptions:
-    """AdvantageOptions from `tree.advantage` of the run config that `config` belongs to.
-
-    `config` is what verl passes as the estimator's `config`: `config.algorithm`, a DictConfig
-    node whose root is the whole run config. A mapping with a `tree` key, or an AdvantageOptions,
-    is accepted too (for direct calls).
-    """
-    if isinstance(config, AdvantageOptions):
-        return config
-    tree = None
-    if isinstance(config, DictConfig):
-        root = config._get_root()  # OmegaConf keeps the parent chain of nested nodes
-        tree = root.get("tree") if isinstance(root, DictConfig) else None
-    elif isinstance(config, dict):
-        tree = config.get("tree")
-    if tree is None:
-        return AdvantageOptions()
-    adv = tree.get("advantage") if hasattr(tree, "get") else None
-    if isinstance(adv, DictConfig):
-        adv = OmegaConf.to_container(adv, resolve=True)
-    return AdvantageOptions.from_mapping(adv)
 
 
 def _check_rewards(token_level_rewards: torch.Tensor, index: np.ndarray) -> torch.Tensor:
@@ -66,7 +40,7 @@ def compute_treerpo_advantage(
     **kwargs,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """TreeRPO step-level advantages (treerpo.step_advantage); returns (advantages, returns)."""
-    opts = options_from_config(config)
+    opts = advantage_options(config)
     with torch.no_grad():
         _check_rewards(token_level_rewards, index)
         table = node_table.build(index, response_mask)
@@ -89,7 +63,7 @@ def compute_treepo_advantage(
     masks, so we hand `masked_whiten` (B,) values with (B,) token counts: the same mean and
     (Bessel-corrected) variance as REINFORCE++'s (B, T) call, without 2 x 10^7-element passes.
     """
-    opts = options_from_config(config)
+    opts = advantage_options(config)
     with torch.no_grad():
         scores = _check_rewards(token_level_rewards, index)
         table = node_table.build(index, response_mask)

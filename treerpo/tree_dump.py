@@ -1,0 +1,75 @@
+"""Optional JSONL dump of sampled trees, for inspection (`tree.rollout.dump_path`).
+
+One line per tree: the prompt text and, per node, its path, depth, parent, text, token count,
+stop reason, reward (leaves), value V(node) and advantage. The advantage written is the tree's
+own, before anything batch-wide: TreeRPO's step-level A(node) with `group`/`mean` normalisation
+(the unscaled deviation under `batch`); TreePO's per-leaf A_i before whitening.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Callable, Optional
+
+import torch
+
+from treerpo import node_table
+from treerpo.options import AdvantageOptions
+from treerpo.rows import leaf_rows
+from treerpo.segment_advantage import treepo_row_advantages
+from treerpo.step_advantage import step_level_advantages
+from treerpo.tree import Tree
+
+
+def tree_record(tree: Tree, decode: Callable[[list[int]], str], method: str,
+                opts: Optional[AdvantageOptions] = None, step: Optional[int] = None) -> dict:
+    opts = opts or AdvantageOptions()
+    leaves = tree.leaves()
+    have_rewards = all(l.reward is not None for l in leaves)
+    node_adv: dict[int, float] = {}
+    if have_rewards:
+        tree.compute_values(opts.value_rule)
+        rows = leaf_rows(tree)
+        length = max(l.end for l in leaves)
+        table = node_table.build([r.uid for r in rows], torch.ones(len(rows), length))
+        rewards = torch.tensor([float(l.reward) for l in leaves], dtype=torch.float64)
+        if method == "treerpo":
+            local = AdvantageOptions(**{**opts.__dict__, "norm": "mean" if opts.norm == "batch" else opts.norm})
+            adv, _, _ = step_level_advantages(table, rewards, local)
+            for r, row in enumerate(rows):  # map table nodes back to tree nodes along each path
+                for j, node in enumerate(row.leaf.lineage()):
+                    node_adv[node.node_id] = float(adv[table.row_nodes[r, j]])
+        else:
+            a = treepo_row_advantages(table, rewards, opts)
+            for r, row in enumerate(rows):
+                node_adv[row.leaf.node_id] = float(a[r])
+    return {
+        "step": step,
+        "prompt_uid": tree.prompt_uid,
+        "method": method,
+        "prompt": decode(tree.prompt_ids),
+        "prompt_tokens": len(tree.prompt_ids),
+        "nodes": [
+            {
+                "id": n.node_id,
+                "parent": n.parent.node_id if n.parent is not None else None,
+                "path": list(n.path()),
+                "depth": n.depth,
+                "text": decode(n.token_ids),
+                "tokens": len(n.token_ids),
+                "stop": n.stop_reason.value if n.stop_reason is not None else None,
+                "reward": n.reward,
+                "value": n.value,
+                "advantage": node_adv.get(n.node_id),
+            }
+            for n in tree.nodes
+            if n.parent is not None
+        ],
+    }
+
+
+def append_jsonl(path: str, record: dict) -> None:
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    with open(path, "a", encoding="utf-8") as f:
+        f.write(json.dumps(record, ensure_ascii=False) + "\n")
