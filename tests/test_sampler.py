@@ -198,3 +198,27 @@ def test_credit_once_trains_each_segment_in_one_row():
 def test_repetition_detector():
     assert is_repetitive("ab" * 30)
     assert not is_repetitive("".join(chr(65 + i % 26) + str(i) for i in range(40)))
+
+
+def test_tree_metrics_from_trees_and_rows():
+    import torch
+
+    from tests.helpers import rows_from_trees
+    from treerpo.tree_metrics import tree_stats
+    from verl_ext.trainer import tree_metrics
+
+    tree, _ = run(call_tokens, RolloutOptions(method="treerpo", branching=2, depth=2, step_tokens=3))
+    for i, leaf in enumerate(tree.leaves()):
+        leaf.reward = float(i == 0)  # groups: root {1/2, 0} varies; left {1, 0} varies; right {0, 0} dead
+    stats = tree_stats(tree)
+    assert stats["generated_tokens"] == 6 * 3 and stats["flat_tokens"] == 4 * 6
+    uids, rewards, mask = rows_from_trees([tree])
+    pad = "pad0123"
+    m = tree_metrics([{"tree_stats": stats}, {}, {}, {}, {}], list(uids) + [pad],
+                     torch.cat([rewards.sum(-1), torch.zeros(1)]), torch.cat([mask, torch.zeros(1, mask.shape[1])]),
+                     "recursive_mean")
+    assert m["tree/leaves_per_tree"] == 4 and m["tree/nodes"] == 6
+    assert m["tree/flat_over_tree_tokens"] == 24 / 18
+    assert m["tree/stop/max_depth"] == 4
+    assert m["tree/zero_variance_group_frac"] == 1 / 3
+    assert m["tree/cached_prompt_frac"] > 0  # the scripted engine reports the parent prefix as cached

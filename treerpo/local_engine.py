@@ -49,6 +49,7 @@ class LocalEngine:
     def __init__(self, model, eos_token_ids: int | Iterable[int], pad_token_id: int = 0,
                  max_batch_size: int = 64, default_max_tokens: int = 256, seed: int = 0):
         self.model = model.eval()
+        self.device = next(model.parameters()).device
         self.eos = frozenset([eos_token_ids] if isinstance(eos_token_ids, int) else eos_token_ids)
         self.pad_token_id = pad_token_id
         self.max_batch_size = max_batch_size
@@ -104,8 +105,10 @@ class LocalEngine:
             attn[i, plen - len(r.prompt_ids) :] = 1
         pos = (attn.cumsum(-1) - 1).clamp(min=0)
         gens = [torch.Generator().manual_seed(int(r.seed)) if r.seed is not None else self.generator for r in reqs]
+        dev = self.device
+        input_ids, attn, pos = input_ids.to(dev), attn.to(dev), pos.to(dev)
         out = self.model(input_ids=input_ids, attention_mask=attn, position_ids=pos, use_cache=True)
-        past, logits = out.past_key_values, out.logits[:, -1, :].float()
+        past, logits = out.past_key_values, out.logits[:, -1, :].float().cpu()
         tokens: list[list[int]] = [[] for _ in reqs]
         logps: list[list[float]] = [[] for _ in reqs]
         done = [False] * b
@@ -128,10 +131,10 @@ class LocalEngine:
                     done[i] = True
             if all(done):
                 break
-            attn = torch.cat([attn, torch.ones((b, 1), dtype=torch.long)], dim=1)
-            out = self.model(input_ids=step[:, None], attention_mask=attn, position_ids=next_pos[:, None],
+            attn = torch.cat([attn, torch.ones((b, 1), dtype=torch.long, device=dev)], dim=1)
+            out = self.model(input_ids=step[:, None].to(dev), attention_mask=attn, position_ids=next_pos[:, None],
                              past_key_values=past, use_cache=True)
-            past, logits = out.past_key_values, out.logits[:, -1, :].float()
+            past, logits = out.past_key_values, out.logits[:, -1, :].float().cpu()
             next_pos = next_pos + 1
         self.stats["requests"] += b
         self.stats["batches"] += 1
