@@ -1,0 +1,225 @@
+"""Evaluate a checkpoint on benchmark parquets and print the papers' table.
+
+    python -m treerpo.evaluate --model PATH_OR_HUB_NAME --data $DATA_DIR/math500.parquet ... \\
+        --k 16 --temperature 0.6 --out runs/eval/treerpo
+    python -m treerpo.evaluate --compare runs/eval/grpo runs/eval/treerpo
+
+Per benchmark: Pass@1 as the mean over k samples per problem (averaged over problems), a 95%
+bootstrap interval over problems, and the mean response length in tokens; then the average over
+benchmarks (as the papers' "Avg"/"Overall" columns). Sampling uses vLLM when it is installed,
+else the local transformers engine (treerpo.local_engine). Defaults follow TreePO's protocol
+(temperature 0.6, top_p 1.0, 16 samples) with max_tokens 3072 to fit Qwen2.5-Math's 4k context.
+Writes results.json (with every sampling setting and seed), results.csv, results.md and
+samples.jsonl into --out.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import csv
+import json
+import random
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from tqdm import tqdm
+
+from treerpo.verifier import score_answer
+
+
+@dataclass
+class Settings:
+    model: str
+    k: int = 16
+    temperature: float = 0.6
+    top_p: float = 1.0
+    max_tokens: int = 3072
+    seed: int = 0
+    bootstrap: int = 1000
+    engine: str = "auto"
+
+
+def load_benchmark(path: str) -> tuple[str, list[dict]]:
+    df = pd.read_parquet(path)
+    missing = {"prompt", "reward_model"} - set(df.columns)
+    if missing:
+        raise ValueError(f"{path}: not a verl parquet (missing columns {sorted(missing)})")
+    name = str(df["data_source"].iloc[0]) if "data_source" in df.columns and len(df) else Path(path).stem
+    rows = [{"prompt": [dict(m) for m in r["prompt"]], "truth": str(r["reward_model"]["ground_truth"])}
+            for _, r in df.iterrows()]
+    return name, rows
+
+
+def bootstrap_ci(per_problem: np.ndarray, n: int, seed: int) -> tuple[float, float]:
+    if len(per_problem) == 0:
+        return float("nan"), float("nan")
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(0, len(per_problem), size=(n, len(per_problem)))
+    means = per_problem[idx].mean(axis=1)
+    return float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5))
+
+
+# ---- sampling --------------------------------------------------------------------------------
+def sample_vllm(settings: Settings, prompts: list[list[int]]) -> list[list[list[int]]]:
+    from vllm import LLM, SamplingParams
+
+    llm = LLM(model=settings.model, seed=settings.seed, enable_prefix_caching=True)
+    params = SamplingParams(n=settings.k, temperature=settings.temperature, top_p=settings.top_p,
+                            max_tokens=settings.max_tokens, seed=settings.seed)
+    outs = llm.generate([{"prompt_token_ids": p} for p in prompts], params)
+    return [[list(c.token_ids) for c in o.outputs] for o in outs]
+
+
+def sample_local(settings: Settings, prompts: list[list[int]], model, tokenizer) -> list[list[list[int]]]:
+    from treerpo.local_engine import LocalEngine
+
+    engine = LocalEngine(model, tokenizer.eos_token_id, tokenizer.pad_token_id or 0)
+    bar = tqdm(total=len(prompts) * settings.k, desc="sampling", unit="sample")
+
+    async def one(i, j, p):
+        out = await engine.generate(f"{i}", prompt_ids=p, sampling_params={
+            "max_tokens": settings.max_tokens, "temperature": settings.temperature, "top_p": settings.top_p,
+            "seed": settings.seed * 1_000_003 + i * settings.k + j})
+        bar.update(1)
+        return out.token_ids
+
+    async def run():
+        return await asyncio.gather(*(asyncio.gather(*(one(i, j, p) for j in range(settings.k)))
+                                      for i, p in enumerate(prompts)))
+
+    results = asyncio.run(run())
+    bar.close()
+    return [list(r) for r in results]
+
+
+def evaluate(settings: Settings, data: list[str], out: Path) -> dict:
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(settings.model)
+    engine = settings.engine
+    if engine == "auto":
+        try:
+            import vllm  # noqa: F401
+
+            engine = "vllm"
+        except ImportError:
+            engine = "local"
+    model = None
+    if engine == "local":
+        import torch
+        from transformers import AutoModelForCausalLM
+
+        model = AutoModelForCausalLM.from_pretrained(settings.model, dtype=torch.float32).eval()
+    out.mkdir(parents=True, exist_ok=True)
+    results = {"settings": {**asdict(settings), "engine": engine}, "benchmarks": {},
+               "date": time.strftime("%Y-%m-%d %H:%M:%S")}
+    with open(out / "samples.jsonl", "w", encoding="utf-8") as samples_file:
+        for path in data:
+            name, rows = load_benchmark(path)
+            prompts = [tokenizer.apply_chat_template(r["prompt"], add_generation_prompt=True, tokenize=True)
+                       ["input_ids"] for r in rows]
+            samples = sample_vllm(settings, prompts) if engine == "vllm" else sample_local(settings, prompts, model,
+                                                                                            tokenizer)
+            correct = np.zeros((len(rows), settings.k))
+            lengths = np.zeros((len(rows), settings.k))
+            for i, (row, outs) in enumerate(zip(rows, samples)):
+                for j, ids in enumerate(outs):
+                    text = tokenizer.decode(ids, skip_special_tokens=True)
+                    v = score_answer(text, row["truth"])
+                    correct[i, j], lengths[i, j] = v.correct, len(ids)
+                    samples_file.write(json.dumps({"benchmark": name, "problem": i, "sample": j, "truth": row["truth"],
+                                                   "pred": v.predicted, "correct": v.correct, "tokens": len(ids),
+                                                   "response": text}) + "\n")
+            per_problem = correct.mean(axis=1)
+            lo, hi = bootstrap_ci(per_problem, settings.bootstrap, settings.seed)
+            results["benchmarks"][name] = {"problems": len(rows), "pass@1": float(per_problem.mean()) if len(rows) else 0.0,
+                                           "ci95": [lo, hi], "mean_tokens": float(lengths.mean()) if len(rows) else 0.0}
+    b = results["benchmarks"]
+    results["average"] = {"pass@1": float(np.mean([v["pass@1"] for v in b.values()])),
+                          "mean_tokens": float(np.mean([v["mean_tokens"] for v in b.values()]))}
+    write_tables(results, out)
+    return results
+
+
+# ---- tables --------------------------------------------------------------------------------------
+def table_rows(results: dict) -> list[list[str]]:
+    rows = []
+    for name, v in results["benchmarks"].items():
+        lo, hi = v["ci95"]
+        rows.append([name, str(v["problems"]), f"{100 * v['pass@1']:.2f}", f"[{100 * lo:.1f}, {100 * hi:.1f}]",
+                     f"{v['mean_tokens']:.0f}"])
+    a = results["average"]
+    rows.append(["Average", "", f"{100 * a['pass@1']:.2f}", "", f"{a['mean_tokens']:.0f}"])
+    return rows
+
+
+HEADER = ["benchmark", "problems", "Pass@1 (%)", "95% CI", "mean tokens"]
+
+
+def markdown(header, rows) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(r) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def write_tables(results: dict, out: Path) -> None:
+    rows = table_rows(results)
+    (out / "results.json").write_text(json.dumps(results, indent=2))
+    with open(out / "results.csv", "w", newline="") as f:
+        csv.writer(f).writerows([HEADER] + rows)
+    s = results["settings"]
+    note = (f"\n\nmodel `{s['model']}`, k={s['k']}, temperature {s['temperature']}, top_p {s['top_p']}, "
+            f"max_tokens {s['max_tokens']}, seed {s['seed']}, engine {s['engine']}\n")
+    (out / "results.md").write_text(markdown(HEADER, rows) + note)
+    print(markdown(HEADER, rows) + note)
+
+
+def compare(a_dir: str, b_dir: str) -> str:
+    a = json.loads((Path(a_dir) / "results.json").read_text())
+    b = json.loads((Path(b_dir) / "results.json").read_text())
+    names = [n for n in a["benchmarks"] if n in b["benchmarks"]]
+    header = ["benchmark", f"A Pass@1", f"B Pass@1", "B - A (pts)", "A tokens", "B tokens", "B/A - 1 length"]
+    rows = []
+    for n, va, vb in [(n, a["benchmarks"][n], b["benchmarks"][n]) for n in names] + [
+            ("Average", a["average"], b["average"])]:
+        rel = vb["mean_tokens"] / va["mean_tokens"] - 1 if va["mean_tokens"] else float("nan")
+        rows.append([n, f"{100 * va['pass@1']:.2f}", f"{100 * vb['pass@1']:.2f}",
+                     f"{100 * (vb['pass@1'] - va['pass@1']):+.2f}", f"{va['mean_tokens']:.0f}",
+                     f"{vb['mean_tokens']:.0f}", f"{100 * rel:+.1f}%"])
+    text = f"A = {a_dir} ({a['settings']['model']})\nB = {b_dir} ({b['settings']['model']})\n\n" + markdown(header, rows)
+    print(text)
+    return text
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--model")
+    ap.add_argument("--data", nargs="+", help="benchmark parquet files (data_prep output)")
+    ap.add_argument("--out", default="runs/eval")
+    ap.add_argument("--k", type=int, default=16)
+    ap.add_argument("--temperature", type=float, default=0.6)
+    ap.add_argument("--top-p", type=float, default=1.0)
+    ap.add_argument("--max-tokens", type=int, default=3072)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--engine", choices=["auto", "vllm", "local"], default="auto")
+    ap.add_argument("--compare", nargs=2, metavar=("A", "B"), help="two --out directories to compare")
+    args = ap.parse_args(argv)
+    if args.compare:
+        compare(*args.compare)
+        return 0
+    if not args.model or not args.data:
+        ap.error("--model and --data are required (or --compare A B)")
+    random.seed(args.seed)
+    settings = Settings(model=args.model, k=args.k, temperature=args.temperature, top_p=args.top_p,
+                        max_tokens=args.max_tokens, seed=args.seed, engine=args.engine)
+    evaluate(settings, args.data, Path(args.out))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
