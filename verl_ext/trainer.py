@@ -14,7 +14,9 @@ from verl.trainer.ppo.v1.trainer_sync import PPOTrainerSync
 
 from treerpo import node_table, topology
 from treerpo.tree_metrics import aggregate, zero_variance_group_fraction
-from verl_ext.tree_config import advantage_options
+from omegaconf import open_dict
+
+from verl_ext.tree_config import advantage_options, rollout_options
 
 
 def tree_metrics(extra_fields: list, uids: list, leaf_rewards, response_mask, value_rule: str) -> dict:
@@ -29,6 +31,28 @@ def tree_metrics(extra_fields: list, uids: list, leaf_rewards, response_mask, va
 
 @register_trainer("tree_sync")
 class TreeSyncTrainer(PPOTrainerSync):
+    """verl's `sync` trainer with two tree-specific changes:
+
+    * mini-batch arithmetic: verl sizes an actor mini-batch as `ppo_mini_batch_size * rollout.n`
+      rows, i.e. prompts times samples per prompt. A tree run has rollout.n = 1 and
+      `tree.rollout` leaves per prompt, so here the multiplier is the leaves per tree: the
+      mini-batch is `ppo_mini_batch_size` prompts' worth of leaves, as in a GRPO run with
+      n = leaves (README, "Mini-batch arithmetic").
+    * `tree/*` metrics after verl's own.
+    """
+
+    def _update_actor(self, batch, metrics):
+        leaves = rollout_options(self.config).leaves_per_tree
+        rollout = self.config.actor_rollout_ref.rollout
+        if rollout.agent.default_agent_loop != "tree_agent" or rollout.n != 1:
+            return super()._update_actor(batch, metrics)
+        with open_dict(rollout):
+            rollout.n = leaves  # read by verl's _update_actor only as the mini-batch multiplier
+            try:
+                return super()._update_actor(batch, metrics)
+            finally:
+                rollout.n = 1
+
     def _compute_metrics(self, batch, metrics, timing_raw, global_steps, epoch):
         super()._compute_metrics(batch, metrics, timing_raw, global_steps, epoch)
         data = tq.kv_batch_get(keys=batch.keys, partition_id=batch.partition_id,

@@ -1,0 +1,49 @@
+"""Hydra entry point: verl 0.9.1's PPO trainer with the `tree` config group.
+
+    python -m verl_ext.main data.train_files=... actor_rollout_ref.model.path=... tree.rollout.method=treepo
+
+Config: verl_ext/config/tree_ppo_trainer.yaml (verl's ppo_trainer + `tree`). Multi-node runs work
+as verl's do: start a Ray cluster, then launch this on the head node with trainer.nnodes=N.
+"""
+
+from __future__ import annotations
+
+import hydra
+from omegaconf import DictConfig
+
+from verl_ext.tree_config import advantage_options, rollout_options
+
+
+def check_config(config: DictConfig) -> None:
+    """verl's own validation, then the tree group's (unknown keys and bad values raise)."""
+    from verl.trainer.main_ppo import auto_set_device
+    from verl.trainer.ppo.utils import need_critic, need_reference_policy
+    from verl.utils.config import validate_config
+
+    auto_set_device(config)
+    validate_config(config=config, use_reference_policy=need_reference_policy(config), use_critic=need_critic(config))
+    opts = rollout_options(config)
+    advantage_options(config)
+    rollout = config.actor_rollout_ref.rollout
+    if rollout.agent.default_agent_loop == "tree_agent":
+        if rollout.n != 1:
+            raise ValueError(f"tree_agent samples one tree per prompt: set actor_rollout_ref.rollout.n=1 "
+                             f"(got {rollout.n}); the leaves per prompt are tree.rollout's ({opts.leaves_per_tree})")
+        if rollout.agent.get("agent_loop_manager_class") != "verl_ext.tree_worker.TreeAgentLoopManager":
+            raise ValueError("tree_agent needs actor_rollout_ref.rollout.agent.agent_loop_manager_class="
+                             "verl_ext.tree_worker.TreeAgentLoopManager (it scores each leaf on its own)")
+    if config.algorithm.adv_estimator in ("treerpo", "treepo") and rollout.agent.default_agent_loop != "tree_agent":
+        raise ValueError(f"algorithm.adv_estimator={config.algorithm.adv_estimator} needs tree rows: set "
+                         "actor_rollout_ref.rollout.agent.default_agent_loop=tree_agent")
+
+
+@hydra.main(config_path="config", config_name="tree_ppo_trainer", version_base=None)
+def main(config: DictConfig) -> None:
+    from verl.trainer.main_ppo import TaskRunnerV1, run_ppo
+
+    check_config(config)
+    run_ppo(config, task_runner_class=TaskRunnerV1)
+
+
+if __name__ == "__main__":
+    main()
