@@ -3,15 +3,15 @@
 # tiny Qwen2, 3 seeds each, at an equal budget of generated RL tokens. Per seed one supervised
 # warm-up is shared by the three estimators (same starting policy). Writes $OUT/results.md
 # (final accuracy mean and std, tokens, response length) and $OUT/learning_curves.png.
-#   bash examples/tiny/reproduce.sh                 # about 35 minutes on 2 CPU cores
+#   bash examples/tiny/reproduce.sh                 # about 20 minutes on 2 CPU cores
 #   SEEDS="0 1" TOKEN_BUDGET=100000 OUT=runs/x bash examples/tiny/reproduce.sh
 # QUICK=1: one seed and two RL steps of a smaller model (what the tests run).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-PY=${PYTHON:-python3}
+PY=${PYTHON:-$([ -x .venv/bin/python ] && echo .venv/bin/python || echo python3)}
 OUT=${OUT:-runs/tiny}
 SEEDS=${SEEDS:-0 1 2}
-TOKEN_BUDGET=${TOKEN_BUDGET:-150000}
+TOKEN_BUDGET=${TOKEN_BUDGET:-60000}
 EXTRA=()
 if [ "${QUICK:-0}" = "1" ]; then
   SEEDS=0
