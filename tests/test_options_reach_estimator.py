@@ -47,3 +47,14 @@ def test_typo_in_override_fails():
     cfg = verl_config("algorithm.adv_estimator=treepo", "+tree.advantage.agregation=group_size")
     with pytest.raises(ValueError, match="agregation"):
         advantages(cfg)
+
+
+def test_entry_point_yaml_defaults_equal_the_documented_defaults():
+    """verl_ext/config/tree_ppo_trainer.yaml repeats the tree defaults of treerpo/options.py."""
+    from pathlib import Path
+
+    from treerpo.options import RolloutOptions
+
+    yaml = OmegaConf.load(Path(__file__).parents[1] / "verl_ext" / "config" / "tree_ppo_trainer.yaml")
+    assert RolloutOptions.from_mapping(OmegaConf.to_container(yaml.tree.rollout)) == RolloutOptions()
+    assert AdvantageOptions.from_mapping(OmegaConf.to_container(yaml.tree.advantage)) == AdvantageOptions()

@@ -65,13 +65,7 @@ class AdvantageOptions:
     @classmethod
     def from_mapping(cls, m: Mapping[str, Any] | None) -> "AdvantageOptions":
         """Build from a dict-like config node; unknown keys are an error (a typo must not pass)."""
-        if m is None:
-            return cls()
-        names = {f.name for f in fields(cls)}
-        unknown = sorted(set(m.keys()) - names)
-        if unknown:
-            raise ValueError(f"unknown tree.advantage option(s) {unknown}; known: {sorted(names)}")
-        return cls(**{k: m[k] for k in m.keys()})
+        return _from_mapping(cls, m, "tree.advantage")
 
 
 METHODS = ("treerpo", "treepo")
@@ -178,11 +172,15 @@ class RolloutOptions:
 
     @classmethod
     def from_mapping(cls, m: Mapping[str, Any] | None) -> "RolloutOptions":
-        if m is None:
-            return cls()
-        names = {f.name for f in fields(cls)}
-        unknown = sorted(set(m.keys()) - names)
-        if unknown:
-            raise ValueError(f"unknown tree.rollout option(s) {unknown}; known: {sorted(names)}")
-        return cls(**{k: (tuple(m[k]) if k == "init_branches" and not isinstance(m[k], int) else m[k])
-                      for k in m.keys()})
+        """Build from a dict-like config node; unknown keys are an error (a typo must not pass)."""
+        return _from_mapping(cls, m, "tree.rollout")
+
+
+def _from_mapping(cls, m: Mapping[str, Any] | None, group: str):
+    if m is None:
+        return cls()
+    names = {f.name for f in fields(cls)}
+    unknown = sorted(set(m.keys()) - names)
+    if unknown:
+        raise ValueError(f"unknown {group} option(s) {unknown}; known: {sorted(names)}")
+    return cls(**{k: m[k] for k in m.keys()})

@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import numpy as np
 import transfer_queue as tq
+from omegaconf import open_dict
 from verl.trainer.ppo.v1.trainer_base import register_trainer
 from verl.trainer.ppo.v1.trainer_sync import PPOTrainerSync
 
 from treerpo import node_table, topology
 from treerpo.tree_metrics import aggregate, zero_variance_group_fraction
-from omegaconf import open_dict
-
 from verl_ext.tree_config import advantage_options, rollout_options
 
 
