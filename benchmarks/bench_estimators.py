@@ -2,7 +2,8 @@
 
 Default batch (issue 2): 512 prompts x 16 leaves x 4096 response tokens, trees of depth 8 shaped
 like TreePO's (b=2: 2 -> 4 -> 8 -> 16 paths, then 16 chains down to depth 8), 512-token segments,
-binary rewards, rows shuffled and padded as verl's v1 trainer hands them over.
+each leaf's own last segment of random length (early EOS; rows right-padded to 4096), binary
+rewards on the last token, rows shuffled as verl's v1 trainer hands them over.
 
     python -m benchmarks.bench_estimators [--prompts 512 --leaves 16 --length 4096 --depth 8]
 """
@@ -24,7 +25,7 @@ from treerpo import topology
 def make_batch(prompts: int, leaves: int, length: int, depth: int, seed: int = 0):
     rng = np.random.default_rng(seed)
     seg = length // depth
-    uids, prompt_uids = [], []
+    uids, prompt_uids, row_ends = [], [], []
     for p in range(prompts):
         for leaf in range(leaves):
             # the binary branching of the first log2(leaves) levels, then single-child chains
@@ -36,12 +37,15 @@ def make_batch(prompts: int, leaves: int, length: int, depth: int, seed: int = 0
                 else:
                     path.append(0)
             ends = [seg * (k + 1) for k in range(depth)]
+            ends[-1] = seg * (depth - 1) + int(rng.integers(1, seg + 1))  # the leaf's own segment: early EOS
             uids.append(topology.encode(f"prompt-{p:05d}", path, ends))
             prompt_uids.append(f"prompt-{p:05d}")
+            row_ends.append(ends[-1])
     b = len(uids)
+    ends_t = torch.tensor(row_ends)
+    mask = (torch.arange(length)[None, :] < ends_t[:, None]).float()  # right-padded to `length`
     rewards = torch.zeros(b, length)
-    rewards[:, -1] = torch.from_numpy(rng.integers(0, 2, b)).float()
-    mask = torch.ones(b, length)
+    rewards[torch.arange(b), ends_t - 1] = torch.from_numpy(rng.integers(0, 2, b)).float()
     perm = rng.permutation(b)
     return (np.array(uids, dtype=object)[perm], np.array(prompt_uids, dtype=object)[perm],
             rewards[perm], mask[perm])

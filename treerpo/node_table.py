@@ -112,10 +112,11 @@ def build(uids: Sequence, response_mask: torch.Tensor) -> NodeTable:
         raise ValueError(f"{len(uids)} uids for {b} rows")
     topo = topology.decode_batch(uids)
     real = ~topo.padding
-    mask_any = (response_mask != 0).any(dim=1).numpy()
-    if (topo.padding & mask_any).any():
-        r = int((topo.padding & mask_any).nonzero()[0][0])
-        raise ValueError(f"padding row {uids[r]!r} has a non-zero response_mask")
+    pad_rows = topo.padding.nonzero()[0]
+    if pad_rows.size:
+        live = (response_mask[torch.from_numpy(pad_rows)] != 0).any(dim=1).numpy()
+        if live.any():
+            raise ValueError(f"padding row {uids[pad_rows[live.nonzero()[0][0]]]!r} has a non-zero response_mask")
     too_long = (topo.ends.max(axis=1) > t).nonzero()[0]
     if too_long.size:
         r = int(too_long[0])
@@ -170,9 +171,12 @@ def build(uids: Sequence, response_mask: torch.Tensor) -> NodeTable:
         r1, r2 = real_rows[leaf[real] == dup][:2]
         raise ValueError(f"uids {uids[r1]!r} and {uids[r2]!r} are the same leaf")
 
-    # mask-1 tokens past a row's last segment belong to no node
+    # mask-1 tokens past a row's last segment belong to no node; only columns from the smallest
+    # last end on can hold them, so only those are read
     last_end = torch.from_numpy(topo.ends.max(axis=1))
-    stray = ((response_mask != 0) & (torch.arange(t)[None, :] >= last_end[:, None])).any(dim=1).numpy() & real
+    first = int(last_end[torch.from_numpy(real)].min()) if real.any() else t
+    tail = response_mask[:, first:] != 0
+    stray = (tail & (torch.arange(first, t)[None, :] >= last_end[:, None])).any(dim=1).numpy() & real
     if stray.any():
         r = int(stray.nonzero()[0][0])
         raise ValueError(
