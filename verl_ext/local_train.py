@@ -210,20 +210,15 @@ class LocalTrainer:
         prompts = [encode_prompt(self.tok, p) for p in batch]
         uids = [f"s{self.step}p{i}" for i in range(len(batch))]
 
-        async def flat():
-            outs = await asyncio.gather(*(self.engine.generate(u, prompt_ids=p, sampling_params={
-                **params, "max_tokens": cfg.max_response}) for u, p in zip(uids, prompts) for _ in range(cfg.leaves)))
-            rows = []
-            for k, o in enumerate(outs):
-                i = k // cfg.leaves
-                toks = list(o.token_ids)
-                cut = next((j for j, t in enumerate(toks) if t == self.tok.eos_token_id), None)
-                toks = toks[: cut + 1] if cut is not None else toks
-                rows.append((uids[i], i, toks, [1] * len(toks)))
-            return rows
+        src = SegmentSource(self.engine, params, self.tok.eos_token_id)
+
+        async def flat():  # `leaves` independent samples per prompt, one segment of max_response each
+            segs = await asyncio.gather(*(src.continue_(u, p, cfg.max_response)
+                                          for u, p in zip(uids, prompts) for _ in range(cfg.leaves)))
+            return [(uids[k // cfg.leaves], k // cfg.leaves, s.token_ids, [1] * len(s.token_ids))
+                    for k, s in enumerate(segs)]
 
         async def trees():
-            src = SegmentSource(self.engine, params, self.tok.eos_token_id)
             opts = cfg.rollout_options()
             ts = await asyncio.gather(*(sample_tree(p, u, src, opts, cfg.max_response) for u, p in zip(uids, prompts)))
             return [(r.uid, i, r.response_ids, r.response_mask) for i, t in enumerate(ts) for r in leaf_rows(t)]
