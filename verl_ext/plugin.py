@@ -1,10 +1,31 @@
 """Loaded by `import verl` in every verl process, through the `verl.plugins` entry point.
 
-Registers the `treerpo` and `treepo` advantage estimators, the `tree_agent` agent loop and the
-`tree_sync` trainer mode. verl swallows plugin import errors at DEBUG level, so tests check that
-the registrations happened (tests/test_plugin.py) rather than trusting this import.
+First, on a machine without an accelerator only, the CPU support (`verl_ext.cpu`): verl's
+platform must be registered before anything asks verl for one. Then our names in verl's
+registries, each registered when its registry's module is imported (verl_ext.import_hooks; most
+verl processes never import them, and importing them here would cost each process seconds):
+
+    verl.trainer.ppo.core_algos     estimators "treerpo", "treepo"      (verl_ext.estimators)
+    verl.experimental.agent_loop    agent loop "tree_agent"             (verl_ext.agent_loop)
+    verl.trainer.ppo.v1             trainer mode "tree_sync"            (verl_ext.trainer)
+
+verl swallows plugin import errors at DEBUG level, so tests check that the registrations
+happen (tests/test_plugin.py) rather than trusting this import.
 """
 
-from verl_ext import agent_loop  # noqa: F401  registers the "tree_agent" agent loop
-from verl_ext import estimators  # noqa: F401  registers "treerpo" and "treepo"
-from verl_ext import trainer  # noqa: F401  registers trainer mode "tree_sync"
+import importlib
+
+from verl_ext import cpu
+from verl_ext.import_hooks import when_imported
+
+if cpu.wanted():
+    cpu.enable()
+
+REGISTRATIONS = {
+    "verl.trainer.ppo.core_algos": "verl_ext.estimators",
+    "verl.experimental.agent_loop": "verl_ext.agent_loop",
+    "verl.trainer.ppo.v1": "verl_ext.trainer",
+}
+
+for _registry, _ours in REGISTRATIONS.items():
+    when_imported(_registry, lambda _module, ours=_ours: importlib.import_module(ours))
