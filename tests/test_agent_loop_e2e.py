@@ -93,6 +93,9 @@ def rows_from_puts(puts):
     uids, masks, scores, responses, keys = [], [], [], [], []
     for k, fields, tags, part in puts:
         assert part == "train"
+        for tag in tags:  # verl's trainer reads these as ints (verl/trainer/ppo/v1/trainer_base.py:1897)
+            assert isinstance(tag["min_global_steps"], int) and isinstance(tag["max_global_steps"], int), tag
+            assert tag["min_global_steps"] <= tag["max_global_steps"] <= tag["global_steps"]
         for i in range(len(k)):
             keys.append(k[i])
             uids.append(fields["uid"][i])

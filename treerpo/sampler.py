@@ -54,6 +54,7 @@ async def _grow(tree: Tree, source: SegmentSource, request_id: str, jobs: list[t
     for (parent, _), seg in zip(jobs, segs):
         child = tree.add_child(parent, seg.token_ids, seg.logprobs)
         child.num_cached_tokens = seg.num_cached_tokens
+        child.global_steps = seg.global_steps
         children.append((child, seg))
     return children
 

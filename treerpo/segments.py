@@ -28,6 +28,9 @@ class Segment:
     logprobs: Optional[list[float]]
     hit_eos: bool
     num_cached_tokens: int = 0
+    # (first, last) policy version that generated it: verl's rollout reports the trainer step
+    # whose weights the server held (`min_global_steps`/`max_global_steps`); None if not reported
+    global_steps: Optional[tuple[int, int]] = None
 
 
 class SegmentSource:
@@ -59,8 +62,11 @@ class SegmentSource:
         if cut is not None:
             tokens = tokens[: cut + 1]
             logprobs = logprobs[: cut + 1] if logprobs is not None else None
-        cached = (getattr(out, "extra_fields", None) or {}).get("num_cached_tokens") or 0
-        return Segment(tokens, logprobs, cut is not None, int(cached))
+        extra = getattr(out, "extra_fields", None) or {}
+        cached = extra.get("num_cached_tokens") or 0
+        lo, hi = extra.get("min_global_steps"), extra.get("max_global_steps")
+        steps = (int(lo), int(hi if hi is not None else lo)) if lo is not None else None
+        return Segment(tokens, logprobs, cut is not None, int(cached), steps)
 
 
 # ---- stop classes ------------------------------------------------------------------------------

@@ -51,6 +51,7 @@ class Node:
     reward: Optional[float] = None  # leaves only: verifier score of the full path
     value: Optional[float] = None  # V(node), after Tree.compute_values
     num_cached_tokens: int = 0  # prompt tokens the engine reported as prefix-cache hits
+    global_steps: Optional[tuple[int, int]] = None  # (first, last) policy version that generated it
 
     @property
     def end(self) -> int:

@@ -1,6 +1,7 @@
 """Optional JSONL dump of sampled trees, for inspection (`tree.rollout.dump_path`).
 
-One line per tree: the prompt text and, per node, its path, depth, parent, text, token count,
+One line per tree: the prompt (text and token ids) and, per node, its path, depth, parent, text,
+token ids and their sampled log-probs, the policy version that generated it (verl's global step),
 stop reason, reward (leaves), value V(node) and advantage. The advantage written is the tree's
 own, before anything batch-wide: TreeRPO's step-level A(node) with `group`/`mean` normalisation
 (the unscaled deviation under `batch`); TreePO's per-leaf A_i before whitening.
@@ -32,7 +33,8 @@ def tree_record(tree: Tree, decode: Callable[[list[int]], str], method: str,
         tree.compute_values(opts.value_rule)
         rows = leaf_rows(tree)
         length = max(l.end for l in leaves)
-        table = node_table.build([r.uid for r in rows], torch.ones(len(rows), length))
+        mask = (torch.arange(length)[None, :] < torch.tensor([r.leaf.end for r in rows])[:, None]).float()
+        table = node_table.build([r.uid for r in rows], mask)
         rewards = torch.tensor([float(l.reward) for l in leaves], dtype=torch.float64)
         if method == "treerpo":
             local = AdvantageOptions(**{**opts.__dict__, "norm": "mean" if opts.norm == "batch" else opts.norm})
@@ -50,6 +52,7 @@ def tree_record(tree: Tree, decode: Callable[[list[int]], str], method: str,
         "method": method,
         "prompt": decode(tree.prompt_ids),
         "prompt_tokens": len(tree.prompt_ids),
+        "prompt_ids": list(tree.prompt_ids),
         "nodes": [
             {
                 "id": n.node_id,
@@ -58,6 +61,9 @@ def tree_record(tree: Tree, decode: Callable[[list[int]], str], method: str,
                 "depth": n.depth,
                 "text": decode(n.token_ids),
                 "tokens": len(n.token_ids),
+                "token_ids": list(n.token_ids),
+                "logprobs": list(n.logprobs) if n.logprobs is not None else None,
+                "global_steps": list(n.global_steps) if n.global_steps is not None else None,
                 "stop": n.stop_reason.value if n.stop_reason is not None else None,
                 "reward": n.reward,
                 "value": n.value,

@@ -52,6 +52,16 @@ def eos_token_ids(tokenizer, model_path: str | None) -> list[int]:
     return sorted(ids)
 
 
+def weight_versions(leaf, step: int) -> dict[str, int]:
+    """`min_global_steps` / `max_global_steps` of a leaf's row: the oldest and newest policy
+    version among the segments of its path, as verl's rollout reported them for each call.
+    verl's trainer reads both as ints for every row (staleness metrics and off-policy control,
+    `verl/trainer/ppo/v1/trainer_base.py:1897`); an engine that reports none (the local engine)
+    generated with the current weights, `step`."""
+    versions = [v for n in leaf.lineage() if n.global_steps is not None for v in n.global_steps]
+    return {"min_global_steps": min(versions, default=step), "max_global_steps": max(versions, default=step)}
+
+
 @register("tree_agent")
 class TreeAgentLoop(AgentLoopBase):
     async def run(self, sampling_params: dict[str, Any], **kwargs) -> list[AgentLoopOutput]:
@@ -77,8 +87,10 @@ class TreeAgentLoop(AgentLoopBase):
         elapsed = time.perf_counter() - start
         stats = tree_stats(tree)
         outputs = []
+        step = int(kwargs.get("global_steps", 0))
         for i, row in enumerate(leaf_rows(tree, opts.credit)):
-            extra = {TREE_KEY: row.uid, "tree_stop_reason": row.leaf.stop_reason.value}
+            extra = {TREE_KEY: row.uid, "tree_stop_reason": row.leaf.stop_reason.value,
+                     **weight_versions(row.leaf, step)}
             if i == 0:
                 extra["tree_stats"] = stats
                 extra[TREE_OBJECT_KEY] = tree

@@ -29,6 +29,12 @@ def check_config(config: DictConfig) -> None:
         if rollout.n != 1:
             raise ValueError(f"tree_agent samples one tree per prompt: set actor_rollout_ref.rollout.n=1 "
                              f"(got {rollout.n}); the leaves per prompt are tree.rollout's ({opts.leaves_per_tree})")
+        if rollout.get("full_determinism"):
+            raise ValueError(
+                "actor_rollout_ref.rollout.full_determinism=True cannot be combined with tree sampling: under it "
+                "verl passes the caller's request_id straight to vLLM (verl/workers/rollout/llm_server.py:94), and a tree "
+                "sends its sibling segments concurrently under one request_id, so they would collide. "
+                "Set full_determinism=False (tree sampling is seeded by tree.rollout.seed)")
         if rollout.agent.get("agent_loop_manager_class") != "verl_ext.tree_worker.TreeAgentLoopManager":
             raise ValueError("tree_agent needs actor_rollout_ref.rollout.agent.agent_loop_manager_class="
                              "verl_ext.tree_worker.TreeAgentLoopManager (it scores each leaf on its own)")

@@ -7,6 +7,8 @@ hits, and the fraction of step-level groups whose values all agree (no learning 
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import transfer_queue as tq
 from omegaconf import open_dict
@@ -15,7 +17,7 @@ from verl.trainer.ppo.v1.trainer_sync import PPOTrainerSync
 
 from treerpo import node_table, topology
 from treerpo.tree_metrics import aggregate, zero_variance_group_fraction
-from verl_ext.tree_config import advantage_options, rollout_options
+from verl_ext.tree_config import advantage_options
 
 
 def tree_metrics(extra_fields: list, uids: list, leaf_rewards, response_mask, value_rule: str) -> dict:
@@ -32,25 +34,47 @@ def tree_metrics(extra_fields: list, uids: list, leaf_rewards, response_mask, va
 class TreeSyncTrainer(PPOTrainerSync):
     """verl's `sync` trainer with two tree-specific changes:
 
-    * mini-batch arithmetic: verl sizes an actor mini-batch as `ppo_mini_batch_size * rollout.n`
-      rows, i.e. prompts times samples per prompt. A tree run has rollout.n = 1 and
-      `tree.rollout` leaves per prompt, so here the multiplier is the leaves per tree: the
-      mini-batch is `ppo_mini_batch_size` prompts' worth of leaves, as in a GRPO run with
-      n = leaves (README, "Mini-batch arithmetic").
+    * mini-batch arithmetic. verl sizes an actor mini-batch as `ppo_mini_batch_size * rollout.n`
+      rows (prompts times samples per prompt), so a step makes `train_batch_size /
+      ppo_mini_batch_size` updates. A tree run has rollout.n = 1 and a number of leaves per
+      prompt that varies (TreeRPO paths that stop early leave fewer than N^D leaves), so the
+      step keeps verl's number of updates, U = train_batch_size / ppo_mini_batch_size, and each
+      update takes an equal share of the step's leaf rows: `len(batch) / U`. verl's padding
+      (`_balance_batch`) pads the batch with no-op rows to a multiple of U x dp size. With full
+      trees this is exactly GRPO's `ppo_mini_batch_size x leaves` rows (README, "Mini-batch
+      arithmetic").
     * `tree/*` metrics after verl's own.
     """
 
-    def _update_actor(self, batch, metrics):
-        leaves = rollout_options(self.config).leaves_per_tree
+    def _is_tree_run(self) -> bool:
         rollout = self.config.actor_rollout_ref.rollout
-        if rollout.agent.default_agent_loop != "tree_agent" or rollout.n != 1:
+        return rollout.agent.default_agent_loop == "tree_agent" and rollout.n == 1
+
+    def _updates_per_step(self) -> int:
+        actor = self.config.actor_rollout_ref.actor
+        return max(1, int(self.config.data.train_batch_size) // int(actor.ppo_mini_batch_size))
+
+    def _get_required_batch_multiple(self, dp_size: int) -> int:
+        multiple = super()._get_required_batch_multiple(dp_size)
+        if not self._is_tree_run():
+            return multiple
+        return math.lcm(multiple, self._updates_per_step() * dp_size)
+
+    def _update_actor(self, batch, metrics):
+        if not self._is_tree_run():
             return super()._update_actor(batch, metrics)
-        with open_dict(rollout):
-            rollout.n = leaves  # read by verl's _update_actor only as the mini-batch multiplier
+        updates = self._updates_per_step()
+        if len(batch) % updates:
+            raise RuntimeError(f"tree_sync: {len(batch)} rows do not split into {updates} mini-batches "
+                               "(_get_required_batch_multiple should have padded them)")
+        actor = self.config.actor_rollout_ref.actor
+        nominal = actor.ppo_mini_batch_size
+        with open_dict(actor):
+            actor.ppo_mini_batch_size = len(batch) // updates  # verl multiplies it by rollout.n = 1
             try:
                 return super()._update_actor(batch, metrics)
             finally:
-                rollout.n = 1
+                actor.ppo_mini_batch_size = nominal
 
     def _compute_metrics(self, batch, metrics, timing_raw, global_steps, epoch):
         super()._compute_metrics(batch, metrics, timing_raw, global_steps, epoch)

@@ -31,7 +31,23 @@ from verl_ext.agent_loop import TREE_KEY, TREE_OBJECT_KEY
 from verl_ext.tree_config import advantage_options, rollout_options
 
 
-class TreeAgentLoopWorker(AgentLoopWorkerTQ.__ray_actor_class__):
+# verl's worker class itself, without the @ray.remote wrapper (subclassing the wrapper raises).
+_TQWorker = AgentLoopWorkerTQ.__ray_actor_class__
+
+
+class TreeAgentLoopWorker(_TQWorker):
+    def __init__(self, *args, **kwargs):
+        """Why this __init__ exists: Ray wraps every method of an actor class, inherited ones
+        included, and ships the wrappers with cloudpickle. verl's worker class cannot be found
+        under its own name (`agent_loop_tq.AgentLoopWorkerTQ` is the Ray wrapper), so its
+        inherited __init__ travels by value, holding a copy of that class in its `super()` cell,
+        while this class travels by reference and so derives from the real one: in the actor,
+        verl's `super().__init__` (`verl/trainer/ppo/v1/agent_loop_tq.py:55`) then fails with
+        "super(type, obj): obj must be an instance or subtype of type". Our own __init__ travels
+        by reference and calls the real class's __init__.
+        """
+        _TQWorker.__init__(self, *args, **kwargs)
+
     async def _agent_loop_postprocess(self, output, validate, **kwargs) -> None:
         outputs = output if isinstance(output, list) else [output]
         if not outputs or TREE_KEY not in outputs[0].extra_fields:
