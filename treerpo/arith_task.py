@@ -59,6 +59,29 @@ def make_problem(rng: random.Random, n_steps: int = 2) -> Problem:
     return Problem(start, tuple(ops))
 
 
-def problems(seed: int, n: int, n_steps: int = 2) -> list[Problem]:
+def problems(seed: int, n: int, n_steps: int = 2, exclude: frozenset[str] | set[str] = frozenset()) -> list[Problem]:
+    """`n` problems from a seeded stream, skipping any whose prompt is in `exclude` (e.g. a held-out set)."""
     rng = random.Random(seed)
-    return [make_problem(rng, n_steps) for _ in range(n)]
+    out: list[Problem] = []
+    while len(out) < n:
+        p = make_problem(rng, n_steps)
+        if p.prompt not in exclude:
+            out.append(p)
+    return out
+
+
+DATA_SOURCE = "arith"
+
+
+def verl_row(p: Problem, split: str, index: int, agent_name: str | None = None) -> dict:
+    """One row in verl's RLHFDataset format (the shape `data_prep` writes for MATH)."""
+    row = {
+        "data_source": DATA_SOURCE,
+        "prompt": [{"role": "user", "content": p.prompt}],
+        "ability": "math",
+        "reward_model": {"style": "rule", "ground_truth": p.answer},
+        "extra_info": {"split": split, "index": index},
+    }
+    if agent_name is not None:
+        row["agent_name"] = agent_name
+    return row

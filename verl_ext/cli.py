@@ -1,60 +1,58 @@
 """`treerpo` command line.
 
-    treerpo train [--estimator grpo|treerpo|treepo] [--seed 0] [--out runs/local] [key=value ...]
+    treerpo train [--estimator grpo|treerpo|treepo] [--seed 0] [--steps 40] [--out DIR] [overrides ...]
 
-`key=value` sets any field of verl_ext.local_train.LocalConfig (e.g. token_budget=100000,
-prompts_per_step=8, tree_advantage.norm=group).
+`train` runs verl 0.9.1's own trainer on this machine's CPU on the embedded default (a tiny
+Qwen2 on the bundled arithmetic task; verl_ext/tiny_run.py). Extra arguments are Hydra
+overrides for verl's config, passed last (e.g. `tree.advantage.norm=group`,
+`actor_rollout_ref.actor.optim.lr=5e-5`).
 """
 
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import sys
 
-from verl_ext.local_train import LocalConfig, LocalTrainer
-
-
-def parse_overrides(cfg: LocalConfig, items: list[str]) -> LocalConfig:
-    types = {f.name: f.type for f in dataclasses.fields(LocalConfig)}
-    changes: dict = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep:
-            raise SystemExit(f"treerpo: expected key=value, got {item!r}")
-        if key.startswith("tree_advantage."):
-            changes.setdefault("tree_advantage", dict(cfg.tree_advantage))[key.split(".", 1)[1]] = json.loads(value) \
-                if value[:1] in "0123456789-[{tf" and value not in ("true", "false") else \
-                {"true": True, "false": False}.get(value, value)
-            continue
-        if key not in types:
-            raise SystemExit(f"treerpo: unknown setting {key!r}; known: {sorted(types)}")
-        cur = getattr(cfg, key)
-        if cur is None or isinstance(cur, str):
-            changes[key] = None if value in ("null", "None") else value
-        elif isinstance(cur, bool):
-            changes[key] = value.lower() in ("1", "true", "yes")
-        else:
-            changes[key] = type(cur)(value)
-    return dataclasses.replace(cfg, **changes)
+from verl_ext import tiny_run
 
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="treerpo", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="cmd", required=True)
-    tr = sub.add_parser("train", help="local CPU mode: warm-up then RL on the arithmetic task with a tiny model")
-    tr.add_argument("--estimator", choices=["grpo", "treerpo", "treepo"], default="treerpo")
-    tr.add_argument("--seed", type=int, default=0)
-    tr.add_argument("--out", default=None, help="output directory (default runs/local/<estimator>-seed<seed>)")
-    tr.add_argument("overrides", nargs="*", help="key=value settings of LocalConfig")
+    tr = sub.add_parser("train", help="verl's trainer on CPU with a tiny model: warm-up, then RL with the estimator",
+                        description=tiny_run.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    defaults = tiny_run.TinyRun()
+    tr.add_argument("--estimator", choices=sorted(tiny_run.METHOD), default=defaults.estimator,
+                    help="verl's `grpo` (flat sampling) or a tree method (default: %(default)s)")
+    tr.add_argument("--seed", type=int, default=defaults.seed)
+    tr.add_argument("--steps", type=int, default=defaults.steps, help="verl training steps (default: %(default)s)")
+    tr.add_argument("--prompts-per-step", type=int, default=defaults.prompts_per_step,
+                    help="data.train_batch_size (default: %(default)s)")
+    tr.add_argument("--test-freq", type=int, default=defaults.test_freq,
+                    help="validate every N steps, before training and after the last (default: %(default)s)")
+    tr.add_argument("--out", default=None, help="output directory (default: runs/tiny/<estimator>-seed<seed>)")
+    tr.add_argument("--verbose", action="store_true", help="stream verl's own output instead of a progress bar")
+    tr.add_argument("--resume", action="store_true",
+                    help="continue from the last checkpoint in --out (default: a fresh run, earlier outputs removed)")
+    tr.add_argument("--check-only", action="store_true",
+                    help="compose and validate the config (verl_ext.check), launch nothing")
+    tr.add_argument("overrides", nargs="*", help="Hydra overrides for verl's config, passed last")
     args = ap.parse_args(argv)
-    cfg = LocalConfig(estimator=args.estimator, seed=args.seed,
-                      out=args.out or f"runs/local/{args.estimator}-seed{args.seed}")
-    cfg = parse_overrides(cfg, args.overrides)
-    summary = LocalTrainer(cfg).train()
-    print(json.dumps(summary, indent=2))
-    print(f"metrics: {cfg.out}/metrics.csv  curve: {cfg.out}/learning_curve.png  checkpoints: {cfg.out}/checkpoints/")
+    run = tiny_run.TinyRun(estimator=args.estimator, seed=args.seed, steps=args.steps, out=args.out,
+                           prompts_per_step=args.prompts_per_step, test_freq=args.test_freq,
+                           extra=list(args.overrides))
+    if args.check_only:
+        return tiny_run.check(run)
+    try:
+        summary = tiny_run.train(run, verbose=args.verbose, resume=args.resume)
+    except RuntimeError as e:
+        print(f"treerpo train: {e}", file=sys.stderr)
+        return 1
+    print(json.dumps({k: v for k, v in summary.items() if k != "val_curve"}, indent=2))
+    print(tiny_run.report(summary))
+    print(f"metrics: {run.out}/metrics.jsonl  curve: {run.out}/learning_curve.png  "
+          f"checkpoints: {run.out}/checkpoints/  log: {run.out}/train.log")
     return 0
 
 

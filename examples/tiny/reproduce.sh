@@ -1,32 +1,29 @@
 #!/usr/bin/env bash
-# Miniature reproduction on CPU: GRPO vs TreeRPO vs TreePO on the bundled arithmetic task with a
-# tiny Qwen2, 3 seeds each, at an equal budget of generated RL tokens. Per seed one supervised
-# warm-up is shared by the three estimators (same starting policy). Writes $OUT/results.md
-# (final accuracy mean and std, tokens, response length) and $OUT/learning_curves.png.
-#   bash examples/tiny/reproduce.sh                 # about 20 minutes on 2 CPU cores
-#   SEEDS="0 1" TOKEN_BUDGET=100000 OUT=runs/x bash examples/tiny/reproduce.sh
-# QUICK=1: one seed and two RL steps of a smaller model (what the tests run).
+# Miniature reproduction on CPU with verl's real trainer: GRPO vs TreeRPO vs TreePO on the bundled
+# arithmetic task with a tiny Qwen2, several seeds, each seed's three runs starting from one
+# shared supervised warm-up. Each run is `treerpo train` (verl_ext.main +preset=cpu, about
+# 8-9 minutes on 2 cores). Writes $OUT/<estimator>-seed<k>/ per run, then $OUT/results.md
+# (held-out accuracy before and after, mean and std over seeds) and $OUT/learning_curves.png.
+#   bash examples/tiny/reproduce.sh                       # 3 seeds x 3 estimators, about 80 minutes
+#   SEEDS="0 1" STEPS=60 OUT=runs/x bash examples/tiny/reproduce.sh
+# CHECK_ONLY=1: compose and validate every run's config (what the tests run), launch nothing.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 PY=${PYTHON:-$([ -x .venv/bin/python ] && echo .venv/bin/python || echo python3)}
 OUT=${OUT:-runs/tiny}
 SEEDS=${SEEDS:-0 1 2}
-TOKEN_BUDGET=${TOKEN_BUDGET:-60000}
-EXTRA=()
-if [ "${QUICK:-0}" = "1" ]; then
-  SEEDS=0
-  EXTRA=(hidden=32 layers=1 heads=2 kv_heads=1 intermediate=64 warm_max_steps=4 warm_eval_every=2 warm_batch=8
-         prompts_per_step=3 leaves=4 depth=2 max_rl_steps=2 eval_every=1 eval_problems=8)
-fi
+STEPS=${STEPS:-40}
+ESTIMATORS=${ESTIMATORS:-grpo treerpo treepo}
 mkdir -p "$OUT"
 for seed in $SEEDS; do
-  "$PY" -m verl_ext.cli train --estimator grpo --seed "$seed" --out "$OUT/warmup-seed$seed" max_rl_steps=0 \
-    "${EXTRA[@]}" 2>"$OUT/warmup-seed$seed.log" >/dev/null
-  for est in grpo treerpo treepo; do
+  for est in $ESTIMATORS; do
+    args=(train --estimator "$est" --seed "$seed" --steps "$STEPS" --out "$OUT/$est-seed$seed")
+    if [ "${CHECK_ONLY:-0}" = "1" ]; then
+      "$PY" -m verl_ext.cli "${args[@]}" --check-only
+      continue
+    fi
     echo "seed $seed: $est"
-    "$PY" -m verl_ext.cli train --estimator "$est" --seed "$seed" --out "$OUT/$est-seed$seed" \
-      init_from="$OUT/warmup-seed$seed/checkpoints/warmup" token_budget="$TOKEN_BUDGET" "${EXTRA[@]}" \
-      2>"$OUT/$est-seed$seed.log" >/dev/null
+    "$PY" -m verl_ext.cli "${args[@]}" | tail -2
   done
 done
-"$PY" -m verl_ext.report "$OUT"
+[ "${CHECK_ONLY:-0}" = "1" ] || "$PY" -m verl_ext.report "$OUT"

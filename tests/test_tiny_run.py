@@ -1,0 +1,124 @@
+"""The pieces of `treerpo train` around verl's trainer: warm-up, data, metrics, plot, report.
+
+(verl's run itself is in tests/test_verl_e2e.py.)"""
+
+import json
+import math
+
+import pandas as pd
+import pytest
+from hydra import compose, initialize_config_module
+from verl.utils.dataset.rl_dataset import RLHFDataset
+
+from treerpo.arith_task import problems
+from treerpo.tiny import build_tokenizer
+from treerpo.warmup import WarmupConfig, greedy_accuracy, held_out_problems, warm_up
+from verl_ext import report, tiny_run
+
+SMALL = WarmupConfig(hidden=64, layers=1, heads=2, kv_heads=1, intermediate=64, batch=8, max_steps=3, eval_every=2,
+                     eval_problems=8, target_acc=1.1)
+
+
+def test_warm_up_trains_and_writes_a_loadable_checkpoint(tmp_path):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    model, tok, acc = warm_up(SMALL, out=tmp_path, progress=False)
+    assert 0.0 <= acc <= 1.0
+    info = json.loads((tmp_path / "warmup.json").read_text())
+    assert info["steps"] == 3 and info["config"]["hidden"] == 64
+    again = AutoModelForCausalLM.from_pretrained(tmp_path).eval()
+    tok2 = AutoTokenizer.from_pretrained(tmp_path)
+    probs = held_out_problems(SMALL)
+    assert greedy_accuracy(again, tok2, probs, 12) == greedy_accuracy(model, tok, probs, 12)
+
+
+def test_warm_up_undoes_an_interval_that_overshoots_max_acc(tmp_path, monkeypatch):
+    import dataclasses
+
+    import torch
+
+    from treerpo import warmup
+
+    seen = []
+
+    def fake_accuracy(model, tok, probs, max_tokens):  # 0.1 at start, 0.2 after step 1, 0.9 after step 2
+        seen.append([p.detach().clone() for p in model.parameters()])
+        return [0.1, 0.2, 0.9][len(seen) - 1]
+
+    monkeypatch.setattr(warmup, "greedy_accuracy", fake_accuracy)
+    cfg = dataclasses.replace(SMALL, eval_every=1, max_steps=2, target_acc=0.35, max_acc=0.5)
+    model, _, acc = warm_up(cfg, out=tmp_path, progress=False)
+    assert acc == 0.2  # the overshooting interval was undone: the state after step 1 is kept
+    assert all(torch.equal(p, q) for p, q in zip(model.parameters(), seen[1]))
+    assert not all(torch.equal(p, q) for p, q in zip(seen[2], seen[1]))
+    assert json.loads((tmp_path / "warmup.json").read_text())["final_lr"] == cfg.lr / 2
+
+
+def test_default_model_has_head_dim_vllm_cpu_accepts():
+    cfg = WarmupConfig()
+    assert cfg.hidden // cfg.heads >= 32  # vLLM's CPU attention rejects head_dim 16
+
+
+def test_problems_exclude_the_held_out_set():
+    held = held_out_problems(WarmupConfig())
+    exclude = frozenset(p.prompt for p in held)
+    train = problems(123, 2000, exclude=exclude)
+    assert len(train) == 2000 and not exclude & {p.prompt for p in train}
+
+
+def test_data_is_verl_parquet_with_flat_validation(tmp_path):
+    run = tiny_run.TinyRun(out=str(tmp_path / "run"), steps=3, prompts_per_step=4)
+    tiny_run.write_data(run, tmp_path / "data")
+    train = pd.read_parquet(tmp_path / "data" / "train.parquet")
+    val = pd.read_parquet(tmp_path / "data" / "val.parquet")
+    assert len(train) == 12 and len(val) == WarmupConfig().eval_problems
+    assert set(val["agent_name"]) == {"single_turn_agent"} and "agent_name" not in train
+    assert not set(train["prompt"].map(lambda m: m[0]["content"])) & set(val["prompt"].map(lambda m: m[0]["content"]))
+    with initialize_config_module(config_module="verl.trainer.config", version_base=None):
+        cfg = compose("ppo_trainer")
+    item = RLHFDataset(str(tmp_path / "data" / "train.parquet"), build_tokenizer(), cfg.data)[0]
+    assert item["raw_prompt"][-1]["role"] == "user" and item["reward_model"]["ground_truth"]
+
+
+def test_overrides_name_the_estimator_and_the_preset():
+    for est in ("grpo", "treerpo", "treepo"):
+        ov = tiny_run.TinyRun(estimator=est).overrides("M", "D")
+        assert ov[0] == "+preset=cpu" and f"algorithm.adv_estimator={est}" in ov
+    tree = tiny_run.TinyRun(estimator="treerpo", depth=3, step_tokens=12)
+    assert tree.response_length == 36
+    with pytest.raises(ValueError, match="unknown estimator"):
+        tiny_run.TinyRun(estimator="ppo")
+
+
+def write_run(root, est, seed, curve, steps=3):
+    d = root / f"{est}-seed{seed}"
+    d.mkdir(parents=True)
+    key = "val-core/arith/acc/mean@4"
+    with open(d / "metrics.jsonl", "w") as f:
+        for step in range(steps + 1):
+            data = {} if step == 0 else {"actor/pg_loss": 0.1, "critic/score/mean": 0.2}
+            f.write(json.dumps({"step": step, "data": data}) + "\n")
+            if step in curve:
+                f.write(json.dumps({"step": step, "data": {key: curve[step]}}) + "\n")  # merged with the line above
+    rows = tiny_run.read_metrics(d / "metrics.jsonl")
+    run = tiny_run.TinyRun(estimator=est, seed=seed, out=str(d))
+    summary = tiny_run.summarize(run, rows, 12.0)
+    (d / "summary.json").write_text(json.dumps(summary))
+    return summary
+
+
+def test_metrics_summary_plot_and_report(tmp_path):
+    s = write_run(tmp_path, "treerpo", 0, {0: 0.2, 3: 0.3})
+    assert s["val_metric"] == "val-core/arith/acc/mean@4" and s["steps"] == 3
+    assert (s["val_acc_start"], s["val_acc_final"]) == (0.2, 0.3)
+    assert "+10.0 points" in tiny_run.report(s)
+    write_run(tmp_path, "treerpo", 1, {0: 0.2, 3: 0.1})
+    write_run(tmp_path, "grpo", 0, {0: 0.25, 3: 0.35})
+    rows = tiny_run.read_metrics(tmp_path / "treerpo-seed0" / "metrics.jsonl")
+    tiny_run.plot(rows, tmp_path / "curve.png", "t")
+    assert (tmp_path / "curve.png").stat().st_size > 0
+    assert report.main([str(tmp_path)]) == 0
+    res = json.loads((tmp_path / "results.json").read_text())
+    assert res["treerpo"]["seeds"] == 2 and math.isclose(res["treerpo"]["change"][0], 0.0, abs_tol=1e-9)
+    assert math.isclose(res["grpo"]["final"][0], 35.0)
+    assert "| grpo | 1 |" in (tmp_path / "results.md").read_text()

