@@ -222,3 +222,18 @@ def test_tree_metrics_from_trees_and_rows():
     assert m["tree/stop/max_depth"] == 4
     assert m["tree/zero_variance_group_frac"] == 1 / 3
     assert m["tree/cached_prompt_frac"] > 0  # the scripted engine reports the parent prefix as cached
+
+
+def test_advantage_reward_corr_sees_misaligned_rows():
+    import math
+
+    import torch
+
+    from verl_ext.trainer import advantage_reward_corr
+
+    rewards = torch.tensor([1.0, 0.0, 1.0, 0.0])
+    mask = torch.tensor([[1, 1, 0], [1, 1, 1], [1, 0, 0], [1, 1, 1]])
+    adv = torch.tensor([0.5, -0.5, 0.5, -0.5])[:, None].expand(4, 3) * mask
+    assert advantage_reward_corr(adv, mask, rewards) == pytest.approx(1.0)  # padding tokens do not count
+    assert advantage_reward_corr(adv[[1, 0, 3, 2]], mask[[1, 0, 3, 2]], rewards) == pytest.approx(-1.0)
+    assert math.isnan(advantage_reward_corr(torch.zeros(4, 3), mask, rewards))

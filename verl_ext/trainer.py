@@ -20,13 +20,27 @@ from treerpo.tree_metrics import aggregate, zero_variance_group_fraction
 from verl_ext.tree_config import advantage_options
 
 
-def tree_metrics(extra_fields: list, uids: list, leaf_rewards, response_mask, value_rule: str) -> dict:
+def advantage_reward_corr(advantages, response_mask, rewards) -> float:
+    """Pearson correlation, over rows, of a row's mean advantage over its response tokens and its
+    reward: positive when the signal reaches the rows that earned it (NaN without spread)."""
+    mask = response_mask.float()
+    mean_adv = (advantages.float() * mask).sum(-1) / mask.sum(-1).clamp(min=1)
+    x, y = mean_adv - mean_adv.mean(), rewards.float() - rewards.float().mean()
+    denom = (x.square().sum() * y.square().sum()).sqrt()
+    return float((x * y).sum() / denom) if denom > 0 else float("nan")
+
+
+def tree_metrics(extra_fields: list, uids: list, leaf_rewards, response_mask, value_rule: str,
+                 advantages=None) -> dict:
     """`tree/*` metrics from the rows of one step (rows of flat samples are skipped)."""
     metrics = aggregate(ef["tree_stats"] for ef in extra_fields if isinstance(ef, dict) and "tree_stats" in ef)
     rows = [i for i, u in enumerate(uids) if isinstance(u, str) and topology.SEP + topology.FORMAT + topology.SEP in u]
     if rows:
         table = node_table.build([uids[i] for i in rows], response_mask[rows])
         metrics["tree/zero_variance_group_frac"] = zero_variance_group_fraction(table, leaf_rewards[rows], value_rule)
+        if advantages is not None:
+            metrics["tree/adv_reward_corr"] = advantage_reward_corr(advantages[rows], response_mask[rows],
+                                                                    leaf_rewards[rows])
     return metrics
 
 
@@ -43,7 +57,8 @@ class TreeSyncTrainer(PPOTrainerSync):
       (`_balance_batch`) pads the batch with no-op rows to a multiple of U x dp size. With full
       trees this is exactly GRPO's `ppo_mini_batch_size x leaves` rows (README, "Mini-batch
       arithmetic").
-    * `tree/*` metrics after verl's own.
+    * `tree/*` metrics after verl's own, including `tree/adv_reward_corr` (the rows' advantages
+      against their rewards, read back from TransferQueue as verl's update used them).
     """
 
     def _is_tree_run(self) -> bool:
@@ -79,10 +94,10 @@ class TreeSyncTrainer(PPOTrainerSync):
     def _compute_metrics(self, batch, metrics, timing_raw, global_steps, epoch):
         super()._compute_metrics(batch, metrics, timing_raw, global_steps, epoch)
         data = tq.kv_batch_get(keys=batch.keys, partition_id=batch.partition_id,
-                               select_fields=["extra_fields", "uid", "rm_scores", "response_mask"])
+                               select_fields=["extra_fields", "uid", "rm_scores", "response_mask", "advantages"])
         extra = data.pop("extra_fields").tolist()
         uids = np.array(data.pop("uid").tolist(), dtype=object).tolist()
         padded = data.to_padded_tensor()
         rewards = padded["rm_scores"].sum(-1)
         metrics.update(tree_metrics(extra, uids, rewards, padded["response_mask"],
-                                    advantage_options(self.config).value_rule))
+                                    advantage_options(self.config).value_rule, padded["advantages"]))
