@@ -106,6 +106,8 @@ def step_tokens(run, step: int, tok):
     rows = []
     for line in (Path(run.out) / "rollouts" / f"{step}.jsonl").read_text().splitlines():
         rec = json.loads(line)
+        if rec["uid"].startswith("pad") and not rec["input"]:
+            continue  # verl's no-op padding row (uid "pad<hex>", verl/trainer/ppo/padding_utils.py:179): trees that stopped early
         problem = re.fullmatch(r"user\n(.*)\nassistant\n", rec["input"], re.S).group(1)
         prompt = tok.apply_chat_template([{"role": "user", "content": problem}], add_generation_prompt=True,
                                          tokenize=True)["input_ids"]
