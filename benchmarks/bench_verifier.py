@@ -1,19 +1,32 @@
-"""Verifier throughput on 10,000 mixed, distinct answers (no cache hits), one process.
+"""Verifier throughput in one process, with the math-verify helper warm (its start-up is timed
+separately: it is charged to no call).
 
-Mix: 40% string-equal after normalisation, 25% equivalent forms that need math-verify
-(fractions vs decimals, sqrt forms), 20% wrong answers, 10% no box, 5% adversarial.
+1. The mix: --n distinct answers (no cache hits): 40% string-equal after normalisation, 25%
+   equivalent forms (half plain fractions/decimals, decided exactly without math-verify, half
+   sqrt forms that need math-verify), 20% wrong numbers, 10% no box, 5% adversarial.
+   Target: >= 500 answers/s overall, 0 timeouts. Baseline, same run: the same mix with
+   math-verify switched off (the fast paths alone).
+2. The math-verify path alone: --n-mv distinct answers that only math-verify can decide
+   (rationalised and simplified roots, intervals, sets, polynomials; a third of them wrong),
+   through score_answer (helper, pipes, timeout). Baseline, same run: the same comparisons made
+   by math-verify inside this process, with no helper; the ratio is the helper's overhead.
 
-    python -m benchmarks.bench_verifier [--n 10000]
+    python -m benchmarks.bench_verifier [--n 10000] [--n-mv 200] [--timeout 3]
 """
 
 from __future__ import annotations
 
 import argparse
+import logging
+import os
 import random
 import time
 from collections import Counter
+from pathlib import Path
 
-from treerpo.verifier import score_answer
+from treerpo import verifier
+from treerpo.verifier import score_answer, start_helper, verifier_stats
+from treerpo.verify_helper import WARM_UP, equivalent
 
 
 def make_cases(n: int, seed: int = 0):
@@ -39,19 +52,106 @@ def make_cases(n: int, seed: int = 0):
     return cases
 
 
+def make_math_verify_cases(n: int, seed: int = 1):
+    """Distinct (response, gold) pairs that neither the string nor the number fast path can decide."""
+    rng = random.Random(seed)
+    cases, seen = [], set()
+    while len(cases) < n:
+        i = len(cases)
+        a, c = rng.randint(2, 999), rng.randint(2, 999)
+        b = rng.choice([2, 3, 5, 6, 7, 10, 11, 13, 14, 15, 17, 19, 21, 22, 23])
+        kind, right = i % 5, i % 3 != 0
+        if kind == 0:
+            gold, pred = f"\\frac{{{a}\\sqrt{{{b}}}}}{{{b}}}", f"\\frac{{{a if right else a + 1}}}{{\\sqrt{{{b}}}}}"
+        elif kind == 1:
+            gold, pred = f"\\sqrt{{{a * a * b}}}", f"{a if right else a + 1}\\sqrt{{{b}}}"
+        elif kind == 2:
+            gold = f"[\\frac{{1}}{{{c}}}, {a})"
+            pred = f"\\left[\\frac{{2}}{{{2 * c}}}, {a}\\right)" if right else f"[\\frac{{1}}{{{c}}}, {a}]"
+        elif kind == 3:
+            gold, pred = f"\\{{{a}, {c}, {a + c}\\}}", f"\\{{{a + c}, {a}, {c + (0 if right else 1)}\\}}"
+        else:
+            gold, pred = f"(x+{a})^2", f"x^2+{2 * a if right else a}x+{a * a}"
+        if (pred, gold) not in seen:
+            seen.add((pred, gold))
+            cases.append((f"\\boxed{{{pred}}}", gold))
+    return cases
+
+
+def helper_cpu_s() -> float:
+    """CPU seconds used so far by the helper's processes (its server and worker), from /proc."""
+    def stat(pid):
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            return 0, 0.0
+        return int(fields[1]), (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    server = verifier._helper.proc.pid
+    pids = [server] + [int(d) for d in os.listdir("/proc") if d.isdigit() and stat(int(d))[0] == server]
+    return sum(stat(pid)[1] for pid in pids)
+
+
+def timed_scores(cases, timeout: float, use_math_verify: bool = True):
+    """(verdicts, wall seconds, CPU seconds of this process and the helper, timeouts during the run)."""
+    before = verifier_stats()["timeouts"]
+    cpu0, t0 = time.process_time() + helper_cpu_s(), time.perf_counter()
+    verdicts = [score_answer(r, g, timeout=timeout, use_math_verify=use_math_verify) for r, g in cases]
+    wall, cpu = time.perf_counter() - t0, time.process_time() + helper_cpu_s() - cpu0
+    return verdicts, wall, cpu, verifier_stats()["timeouts"] - before
+
+
+def in_process_rates(cases) -> tuple[float, float]:
+    """Answers per second and per CPU-second of the same comparisons by math-verify in this
+    process (no helper, no timeout)."""
+    for gold, pred in WARM_UP:  # as the helper does before it says it is ready
+        equivalent(gold, pred)
+    cpu0, t0 = time.process_time(), time.perf_counter()
+    for response, gold in cases:
+        equivalent(gold, response[len("\\boxed{"):-1])
+    return len(cases) / (time.perf_counter() - t0), len(cases) / (time.process_time() - cpu0)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--n", type=int, default=10_000)
+    ap.add_argument("--n", type=int, default=10_000, help="answers in the mix")
+    ap.add_argument("--n-mv", type=int, default=200, help="answers on the math-verify path alone")
     ap.add_argument("--timeout", type=float, default=3.0)
     args = ap.parse_args()
-    cases = make_cases(args.n)
-    score_answer("\\boxed{1/2}", "0.5")  # start the math-verify helper outside the timing
+    logging.disable(logging.CRITICAL)  # math-verify's "timeout is disabled" warning, in-process baseline
+
     t0 = time.perf_counter()
-    verdicts = [score_answer(r, g, timeout=args.timeout) for r, g in cases]
-    secs = time.perf_counter() - t0
-    methods = Counter(v.method for v in verdicts)
-    print(f"{args.n} answers in {secs:.2f} s: {args.n / secs:.0f} answers/s (target >= 500)")
-    print("by path:", dict(methods), f"correct {sum(v.correct for v in verdicts)}")
+    start_helper(wait=True)
+    print(f"helper start-up: {time.perf_counter() - t0:.2f} s (once per process, charged to no call)")
+
+    cases = make_cases(args.n)
+    verdicts, secs, cpu, timeouts = timed_scores(cases, args.timeout)
+    _, fast_secs, _, _ = timed_scores(cases, args.timeout, use_math_verify=False)
+    rate, fast_rate = args.n / secs, args.n / fast_secs
+    met = "met" if rate >= 500 and timeouts == 0 else "NOT met"
+    print(f"mix: {args.n} answers in {secs:.2f} s: {rate:.0f} answers/s, timeouts {timeouts} "
+          f"(target >= 500 answers/s, 0 timeouts: {met})")
+    print(f"  CPU {cpu:.2f} s (this process + helper): {args.n / cpu:.0f} answers per CPU-second, "
+          f"the rate on idle cores (caller and helper take turns, so wall = CPU there)")
+    print("  by path:", dict(Counter(v.method for v in verdicts)), f"correct {sum(v.correct for v in verdicts)}")
+    print(f"  baseline, same mix without math-verify: {fast_rate:.0f} answers/s; "
+          f"mix / baseline = {rate / fast_rate:.3f}x")
+
+    mv_cases = make_math_verify_cases(args.n_mv)
+    mv_verdicts, mv_secs, mv_cpu, mv_timeouts = timed_scores(mv_cases, args.timeout)
+    mv_rate = args.n_mv / mv_secs
+    ms = sorted(v.ms for v in mv_verdicts)
+    print(f"math-verify path alone: {args.n_mv} answers in {mv_secs:.2f} s: {mv_rate:.1f} answers/s, "
+          f"timeouts {mv_timeouts}, latency median {ms[len(ms) // 2]:.0f} ms, max {ms[-1]:.0f} ms")
+    print(f"  CPU {mv_cpu:.2f} s: {args.n_mv / mv_cpu:.1f} answers per CPU-second;",
+          "by path:", dict(Counter(v.method for v in mv_verdicts)))
+    base, base_cpu = in_process_rates(mv_cases)
+    print(f"  baseline, same comparisons by math-verify in this process: {base:.1f} answers/s, "
+          f"{base_cpu:.1f} per CPU-second; helper / baseline = {mv_rate / base:.2f}x wall, "
+          f"{args.n_mv / mv_cpu / base_cpu:.2f}x CPU")
+    stats = verifier_stats()
+    print(f"helper totals: {stats['timeouts']} timeouts, {stats['helper_errors']} errors, "
+          f"{stats['helper_starts']} start(s), {stats['math_verify_calls']} comparisons")
 
 
 if __name__ == "__main__":

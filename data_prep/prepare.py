@@ -6,8 +6,14 @@
 
 Writes `train.parquet` (the training source, default MATH train, contamination-checked against
 every evaluation set), `<name>.parquet` per evaluation set, and `summary.json`. The summary
-counts every row read, written and skipped, by reason; a file that cannot be read stops the run
-with a message naming it and exit status 2.
+gives, per set, its input, the rows read, written and skipped by reason, and
+read = written + the sum of the skips (rows past --max-rows are skipped as max_rows).
+Questions over --max-question-chars (default 20000) and ground truths over --max-answer-chars
+(default 1000, the verifier's limit: it scores any longer answer as wrong) are skipped as too_long.
+
+Errors stop the run before anything is written, with one line on stderr and exit status 2: a
+bad argument, a file that cannot be read, and a set of which no row survives (the message
+names the input and the main skip reason, e.g. a question column that is not in the file).
 """
 
 from __future__ import annotations
@@ -17,22 +23,107 @@ import json
 import sys
 from collections import Counter
 from pathlib import Path
-from typing import Iterable
+from typing import Iterable, Optional
 
 import pandas as pd
 
-from data_prep.convert import convert, ngrams, norm_question
+from data_prep.convert import MAX_ANSWER_CHARS, MAX_QUESTION_CHARS, columns_of, convert, ngrams, norm_question
 from data_prep.sources import DEFAULT_INSTRUCTION, EVAL_SETS, SOURCES, Source
+
+ROLES = ("question", "solution", "answer", "level", "subject", "id")
 
 
 class DataPrepError(Exception):
-    pass
+    """A bad input or argument; main prints it as one line and exits 2."""
 
 
+# ---- arguments ---------------------------------------------------------------------------------
+class Parser(argparse.ArgumentParser):
+    """argparse whose errors are DataPrepErrors (one line, exit 2) instead of usage + exit."""
+
+    def error(self, message):
+        raise DataPrepError(message)
+
+
+def positive_int(text: str) -> int:
+    try:
+        n = int(text)
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}")
+    return n
+
+
+def level_set(text: str) -> Optional[set[int]]:
+    if text == "all":
+        return None
+    try:
+        return {int(x) for x in text.split(",")}
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers such as 3,4,5, or 'all'; got {text!r}")
+
+
+def build_parser() -> Parser:
+    ap = Parser(prog="data_prep", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--out", required=True, help="output directory")
+    ap.add_argument("--train", default="math", help="training source (default: MATH train); 'none' to skip")
+    ap.add_argument("--eval", default=",".join(EVAL_SETS), help="comma-separated evaluation sets")
+    ap.add_argument("--levels", type=level_set, default="3,4,5",
+                    help="MATH difficulty levels kept for training ('all' keeps all)")
+    ap.add_argument("--local", action="append", help="NAME=PATH: read NAME from a local json/jsonl/parquet file")
+    ap.add_argument("--hf-name", action="append", help="NAME=HUB_ID: another hub copy of NAME")
+    ap.add_argument("--split", action="append", help="NAME=SPLIT")
+    ap.add_argument("--map", action="append", help=f"NAME:role=column,...  (roles: {' '.join(ROLES)})")
+    ap.add_argument("--instruction", default=DEFAULT_INSTRUCTION)
+    ap.add_argument("--instruction-role", choices=["system", "user"], default="system",
+                    help="system message (Qwen2.5-Math CoT style) or appended to the user turn")
+    ap.add_argument("--max-rows", type=positive_int, default=None,
+                    help="use only the first N rows of each source (the rest count as skipped: max_rows)")
+    ap.add_argument("--max-question-chars", type=positive_int, default=MAX_QUESTION_CHARS,
+                    help=f"skip longer questions as too_long (default {MAX_QUESTION_CHARS})")
+    ap.add_argument("--max-answer-chars", type=positive_int, default=MAX_ANSWER_CHARS,
+                    help=f"skip longer ground truths as too_long (default {MAX_ANSWER_CHARS}, the verifier's limit)")
+    return ap
+
+
+def parse_pairs(items: list[str], what: str) -> dict[str, str]:
+    out = {}
+    for item in items or []:
+        if "=" not in item:
+            raise DataPrepError(f"{what} {item!r}: expected NAME=VALUE")
+        k, v = item.split("=", 1)
+        out[k.strip()] = v.strip()
+    return out
+
+
+def parse_maps(items: list[str]) -> dict[str, dict]:
+    maps: dict[str, dict] = {}
+    for item in items or []:
+        name, _, spec = item.partition(":")
+        if not spec or any("=" not in pair for pair in spec.split(",")):
+            raise DataPrepError(f"--map {item!r}: expected NAME:role=column,role=column")
+        pairs = parse_pairs(spec.split(","), "--map")
+        bad = [role for role in pairs if role not in ROLES]
+        if bad:
+            raise DataPrepError(f"--map {item!r}: unknown role {bad[0]!r} (roles: {' '.join(ROLES)})")
+        maps[name] = pairs
+    return maps
+
+
+def check_known(option: str, names: Iterable[str]) -> None:
+    unknown = [n for n in names if n not in SOURCES]
+    if unknown:
+        raise DataPrepError(f"{option}: unknown dataset {unknown[0]!r}; known: {', '.join(sorted(SOURCES))}")
+
+
+# ---- reading -----------------------------------------------------------------------------------
 def read_local(path: str) -> list[dict]:
     p = Path(path)
-    if not p.is_file():
+    if not p.exists():
         raise DataPrepError(f"{path}: no such file")
+    if not p.is_file():
+        raise DataPrepError(f"{path}: not a regular file")
     try:
         if p.suffix == ".parquet":
             return pd.read_parquet(p).to_dict(orient="records")
@@ -53,7 +144,7 @@ def read_local(path: str) -> list[dict]:
     except DataPrepError:
         raise
     except Exception as e:  # unreadable parquet, bad JSON, bad encoding
-        raise DataPrepError(f"{path}: cannot be read ({type(e).__name__}: {e})") from None
+        raise DataPrepError(f"{path}: cannot be read ({type(e).__name__}: {first_line(e)})") from None
     if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
         raise DataPrepError(f"{path}: expected a list of JSON objects (one per problem)")
     return rows
@@ -65,90 +156,127 @@ def read_hub(src: Source, hf_name: str, split: str) -> Iterable[dict]:
     return datasets.load_dataset(hf_name, src.hf_config, split=split)
 
 
-def parse_pairs(items: list[str], what: str) -> dict[str, str]:
-    out = {}
-    for item in items or []:
-        if "=" not in item:
-            raise DataPrepError(f"{what} {item!r}: expected NAME=VALUE")
-        k, v = item.split("=", 1)
-        out[k.strip()] = v.strip()
-    return out
+def first_line(e: Exception) -> str:
+    return (str(e).strip().splitlines() or [""])[0]
 
 
-def parse_maps(items: list[str]) -> dict[str, dict]:
-    maps: dict[str, dict] = {}
-    for item in items or []:
-        name, _, spec = item.partition(":")
-        if not spec:
-            raise DataPrepError(f"--map {item!r}: expected NAME:role=column,role=column")
-        maps[name] = parse_pairs(spec.split(","), "--map")
-    return maps
+def read_source(name: str, local: dict, hub: dict, splits: dict) -> tuple[str, list[dict]]:
+    """(a label naming the input, its rows) for dataset `name`: the local file, else the hub copy."""
+    if name in local:
+        return local[name], read_local(local[name])
+    src = SOURCES[name]
+    hf_name, split = hub.get(name, src.hf_name), splits.get(name, src.split)
+    label = f"hub dataset {hf_name} (split {split})"
+    try:
+        return label, list(read_hub(src, hf_name, split))
+    except Exception as e:  # no network, no such dataset or split, datasets not installed
+        raise DataPrepError(f"{label}: cannot be loaded ({type(e).__name__}: {first_line(e)})") from None
+
+
+# ---- one split ---------------------------------------------------------------------------------
+def column_hint(name: str, reason: str, rows: list[dict], src: Source, cols: dict) -> str:
+    """Why no row had a question/answer, when the reason is a column absent from every row."""
+    if reason == "missing_question":
+        roles = ["question"]
+    elif reason == "missing_answer":
+        roles = ["answer", "solution"] if src.truth == "answer" else ["solution"]
+    else:
+        return ""
+    roles = [r for r in roles if r in cols]
+    present = set().union(*(r.keys() for r in rows))
+    if not roles or any(cols[r] in present for r in roles):
+        return ""
+    wanted = " or ".join(repr(cols[r]) for r in roles)
+    return (f"; it has no column {wanted} (its columns: {', '.join(sorted(map(str, present)))}); "
+            f"name the right one with --map {name}:{roles[0]}=COLUMN")
+
+
+def nothing_written(name: str, label: str, rows: list[dict], skipped: Counter, src: Source, cols: dict) -> str:
+    if not rows:
+        return f"{name}: {label} has no rows"
+    reason, count = skipped.most_common(1)[0]
+    return (f"{name}: no row written from {label}: {count} of {len(rows)} skipped as {reason}"
+            + column_hint(name, reason, rows, src, cols))
+
+
+def convert_split(name: str, split: str, label: str, rows: list[dict], max_rows: Optional[int],
+                  columns: Optional[dict], **kwargs) -> tuple[list[dict], dict]:
+    """Convert one set; returns (verl rows, its summary entry). No surviving row is an error."""
+    src = SOURCES[name]
+    used = rows[:max_rows] if max_rows else rows
+    converted, skipped = convert(used, src, split, columns, **kwargs)
+    if not converted:
+        raise DataPrepError(nothing_written(name, label, used, skipped, src, columns_of(src, columns)))
+    if len(used) < len(rows):
+        skipped["max_rows"] = len(rows) - len(used)
+    entry = {"input": label, "read": len(rows), "written": len(converted), "skipped": dict(sorted(skipped.items()))}
+    if entry["read"] != entry["written"] + sum(skipped.values()):  # a bug here, never the input's fault
+        raise RuntimeError(f"{name}: the summary does not add up: {entry}")
+    return converted, entry
+
+
+# ---- the run -----------------------------------------------------------------------------------
+def prepare(args: argparse.Namespace) -> tuple[Path, dict[str, dict]]:
+    local = parse_pairs(args.local, "--local")
+    hub = parse_pairs(args.hf_name, "--hf-name")
+    splits = parse_pairs(args.split, "--split")
+    maps = parse_maps(args.map)
+    for option, given in (("--local", local), ("--hf-name", hub), ("--split", splits), ("--map", maps)):
+        check_known(option, given)
+    evals = list(dict.fromkeys(e.strip() for e in args.eval.split(",") if e.strip()))
+    check_known("--eval", evals)
+    if args.train != "none":
+        check_known("--train", [args.train])
+    elif not evals:
+        raise DataPrepError("nothing to prepare: --eval is empty and --train is none")
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise DataPrepError(f"--out {out}: exists and is not a directory")
+
+    common = dict(instruction=args.instruction, instruction_role=args.instruction_role,
+                  max_question_chars=args.max_question_chars, max_answer_chars=args.max_answer_chars)
+    tables: dict[str, list[dict]] = {}
+    summary: dict[str, dict] = {}
+    exclude = {}
+    for name in evals:
+        label, rows = read_source(name, local, hub, splits)
+        tables[name], summary[name] = convert_split(name, "test", label, rows, args.max_rows, maps.get(name), **common)
+        questions = [r["extra_info"]["question"] for r in tables[name]]
+        exclude[name] = ({norm_question(q) for q in questions}, set().union(*map(ngrams, questions)))
+    if args.train != "none":
+        label, rows = read_source(args.train, local, hub, splits)
+        tables["train"], entry = convert_split(args.train, "train", label, rows, args.max_rows, maps.get(args.train),
+                                               levels=args.levels, exclude=exclude, **common)
+        summary["train"] = {"source": args.train, **entry}
+    write(out, tables, summary)
+    return out, summary
+
+
+def write(out: Path, tables: dict[str, list[dict]], summary: dict) -> None:
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        for stem, rows in tables.items():
+            pd.DataFrame(rows).to_parquet(out / f"{stem}.parquet")
+        (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    except OSError as e:
+        raise DataPrepError(f"--out {out}: cannot be written ({e.strerror or e})") from None
+
+
+def print_summary(out: Path, summary: dict[str, dict]) -> None:
+    print(f"{'set':<15}{'read':>8}{'written':>9}  skipped")
+    for name, s in summary.items():
+        skipped = ", ".join(f"{k} {v}" for k, v in s["skipped"].items()) or "-"
+        print(f"{name:<15}{s['read']:>8}{s['written']:>9}  {skipped}")
+    print(f"wrote {out}/ (summary.json has the counts)")
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--out", required=True, help="output directory")
-    ap.add_argument("--train", default="math", help="training source (default: MATH train); 'none' to skip")
-    ap.add_argument("--eval", default=",".join(EVAL_SETS), help="comma-separated evaluation sets")
-    ap.add_argument("--levels", default="3,4,5", help="MATH difficulty levels kept for training ('all' keeps all)")
-    ap.add_argument("--local", action="append", help="NAME=PATH: read NAME from a local json/jsonl/parquet file")
-    ap.add_argument("--hf-name", action="append", help="NAME=HUB_ID: another hub copy of NAME")
-    ap.add_argument("--split", action="append", help="NAME=SPLIT")
-    ap.add_argument("--map", action="append", help="NAME:role=column,...  (roles: question solution answer level subject id)")
-    ap.add_argument("--instruction", default=DEFAULT_INSTRUCTION)
-    ap.add_argument("--instruction-role", choices=["system", "user"], default="system",
-                    help="system message (Qwen2.5-Math CoT style) or appended to the user turn")
-    ap.add_argument("--max-rows", type=int, default=None, help="read at most this many rows per source")
-    args = ap.parse_args(argv)
-
     try:
-        local = parse_pairs(args.local, "--local")
-        hub = parse_pairs(args.hf_name, "--hf-name")
-        splits = parse_pairs(args.split, "--split")
-        maps = parse_maps(args.map)
-        evals = [e for e in args.eval.split(",") if e]
-        names = evals + ([args.train] if args.train != "none" else [])
-        unknown = [n for n in names if n not in SOURCES]
-        if unknown:
-            raise DataPrepError(f"unknown dataset(s) {unknown}; known: {sorted(SOURCES)}")
-        levels = None if args.levels == "all" else {int(x) for x in args.levels.split(",")}
-        out = Path(args.out)
-        out.mkdir(parents=True, exist_ok=True)
-
-        def rows_of(name: str) -> list[dict]:
-            src = SOURCES[name]
-            rows = read_local(local[name]) if name in local else list(
-                read_hub(src, hub.get(name, src.hf_name), splits.get(name, src.split)))
-            return rows[: args.max_rows] if args.max_rows else rows
-
-        summary: dict[str, dict] = {}
-        exclude = {}
-        common = dict(instruction=args.instruction, instruction_role=args.instruction_role)
-        for name in evals:
-            rows = rows_of(name)
-            converted, skipped = convert(rows, SOURCES[name], "test", maps.get(name), **common)
-            pd.DataFrame(converted).to_parquet(out / f"{name}.parquet")
-            summary[name] = {"read": len(rows), "written": len(converted), "skipped": dict(skipped)}
-            questions = [r["extra_info"]["question"] for r in converted]
-            exclude[name] = ({norm_question(q) for q in questions}, set().union(*map(ngrams, questions)))
-        if args.train != "none":
-            rows = rows_of(args.train)
-            converted, skipped = convert(rows, SOURCES[args.train], "train", maps.get(args.train), levels=levels,
-                                         exclude=exclude, **common)
-            pd.DataFrame(converted).to_parquet(out / "train.parquet")
-            summary["train"] = {"source": args.train, "read": len(rows), "written": len(converted),
-                                "skipped": dict(skipped)}
+        out, summary = prepare(build_parser().parse_args(argv))
     except DataPrepError as e:
         print(f"data_prep: error: {e}", file=sys.stderr)
         return 2
-
-    (out / "summary.json").write_text(json.dumps(summary, indent=2))
-    print(f"{'set':<15}{'read':>8}{'written':>9}  skipped")
-    for name, s in summary.items():
-        skipped = ", ".join(f"{k} {v}" for k, v in sorted(s["skipped"].items())) or "-"
-        print(f"{name:<15}{s['read']:>8}{s['written']:>9}  {skipped}")
-        assert s["read"] == s["written"] + sum(s["skipped"].values())  # every row accounted for
-    print(f"wrote {out}/ (summary.json has the counts)")
+    print_summary(out, summary)
     return 0
 
 

@@ -236,3 +236,124 @@ def test_malformed_topology_errors_name_the_uid(fn):
     u = uids.copy(); u[0] = "pad123"  # padding uid with live tokens
     with pytest.raises(ValueError, match="padding row"):
         fn(rewards, mask, index=u, config=run_config())
+
+
+# ---- batches without real rows (issue 9, item 4) ----------------------------------------------
+@pytest.mark.parametrize("credit", ["every_row", "once"])
+@pytest.mark.parametrize("rows", [0, 1, 4])
+@pytest.mark.parametrize("name", ["treerpo", "treepo"])
+def test_batch_without_real_rows_gives_zeros(name, rows, credit):
+    """Zero rows, or only verl's padding rows (one shared uid `pad<uuid hex>`, mask 0)."""
+    fn = get_adv_estimator_fn(name)
+    uids = np.array(["pad" + "0123456789abcdef" * 2] * rows, dtype=object)
+    rewards = torch.rand(rows, 7)  # verl copies a real row's scores into its padding rows
+    mask = torch.zeros(rows, 7, dtype=torch.long)
+    adv, ret = fn(rewards, mask, index=uids, config=run_config_with(credit=credit))
+    assert adv.shape == (rows, 7) and adv.dtype == rewards.dtype
+    assert not adv.any() and torch.equal(adv, ret)
+
+
+def test_node_table_without_real_rows_is_empty():
+    uids = ["pad" + "f" * 32] * 3
+    table = node_table.build(uids, torch.zeros(3, 5))
+    assert table.num_nodes == 0 and not table.real.any()
+    for rule in ("recursive_mean", "leaf_mean"):
+        assert table.values(torch.ones(3), rule).shape == (0,)
+    assert torch.equal(table.scatter_to_tokens(torch.zeros(0), 5), torch.zeros(3, 5))
+    assert torch.equal(table.segment_tokens(torch.zeros(3, 5)), torch.zeros(3, 1, dtype=torch.float64))
+    assert treepo_row_advantages(table, torch.ones(3), AdvantageOptions()).tolist() == [0, 0, 0]
+    adv, _, pruned = step_level_advantages(table, torch.ones(3), AdvantageOptions())
+    assert adv.numel() == 0 and pruned.numel() == 0
+
+
+def test_error_messages_print_plain_ints():
+    """Indices and counts in messages read as 5 and (0, 1), never np.int64(5)."""
+    uids, rewards, mask = hand_batch()
+    cases = []
+    u = uids.copy(); u[2] = "P#tree1#0.1.1#5.6.9"
+    cases.append((u, mask, "at path (0,) but disagree on where it ends (4 vs 5)"))
+    u = uids.copy(); u[0] = "P#tree1#0.0#4.11"; cases.append((u, mask, "end at 11 but the response has only 10 tokens"))
+    m = mask.clone(); m[0, 8] = 1; cases.append((uids, m, "which ends at 7"))
+    cases.append((uids[:-1], mask, "5 uids for 6 rows"))
+    for u, m, text in cases:
+        with pytest.raises(ValueError) as err:
+            node_table.build(u, m)
+        assert text in str(err.value)
+        assert "np." not in str(err.value) and "int64" not in str(err.value)
+
+
+# ---- TreeRPO `batch`: single-child groups stay out of the batch std (issue 9, item 5a) ----------
+#
+#   root ── c (2 tok) ── c1 (3 tok) ─┬─ x (2 tok)   r = 1
+#                                   └─ y (2 tok)   r = 0
+# {c} and {c1} are groups of one: nothing to compare, A = 0, and not counted in the batch std.
+# The only kept group {x, y} has deviations +-0.5, unbiased std sqrt(0.5): A(x) = -A(y) = 1/sqrt2.
+CHAIN_SPEC = [(2, [(3, [(2, 1), (2, 0)])])]
+
+
+@pytest.mark.parametrize("tau", [0.0, 0.1])
+def test_treerpo_batch_norm_leaves_single_child_groups_out(tau):
+    uids, rewards, mask = rows_from_trees([build_tree("C", CHAIN_SPEC)])
+    adv, _ = treerpo_fn(rewards, mask, index=uids, config=run_config(norm="batch", tau=tau))
+    a = 0.5 / (math.sqrt(0.5) + 1e-6)
+    exp = torch.tensor([[0, 0, 0, 0, 0, a, a], [0, 0, 0, 0, 0, -a, -a]])
+    torch.testing.assert_close(adv, exp, atol=1e-6, rtol=0)
+    table = node_table.build(uids, mask)
+    _, _, pruned = step_level_advantages(table, rewards.sum(-1), AdvantageOptions(norm="batch", tau=tau))
+    single = (table.parent >= 0) & (table.num_children[table.parent.clamp(min=0)] == 1)
+    assert pruned[single].all() and single.sum() == 2
+
+
+def test_treerpo_batch_norm_tau0_counts_agreeing_groups_of_two_or_more():
+    """tau = 0 prunes nothing that was compared: {b0, b1} and {b1x, b1y} (values agree, deviation 0)
+    enter the batch std, as agreeing prompts enter REINFORCE++'s whitening: 10 nodes, not 6."""
+    uids, rewards, mask = hand_batch()
+    adv, _ = treerpo_fn(rewards, mask, index=uids, config=run_config(norm="batch", tau=0.0))
+    std = math.sqrt(2 * (0.375**2 + 0.25**2 + 0.5**2) / 9)
+    torch.testing.assert_close(adv, expected_tokens({k: v / std for k, v in DEV.items()}), atol=1e-5, rtol=1e-5)
+
+
+# ---- TreePO with credit=once: a shared segment gets the mean A_i below it (issue 9, item 5b) ---
+def run_config_with(credit="every_row", **adv):
+    """As `run_config`, with `tree.rollout.credit` set too."""
+    cfg = OmegaConf.create({"algorithm": {"adv_estimator": "x", "gamma": 1.0},
+                            "tree": {"advantage": adv, "rollout": {"credit": credit}}})
+    return cfg.algorithm
+
+
+def test_treepo_once_hand_computed():
+    # rows a0 a1x a1y b0 b1x b1y with A_i = TREEPO_HAND["average"] = .5 -.5 .5 -1/6 -1/9 -1/9.
+    # mean A_i below: a (a0, a1x, a1y) 1/6; a1 (a1x, a1y) 0; b (b0, b1x, b1y) -7/54; b1 -1/9.
+    # once (depth-first): a and a0 train in row a0, a1 and a1x in row a1x, b and b0 in row b0, ...
+    uids, rewards, mask = rows_from_trees([build_tree("P", SPEC)], response_length=T, once=True)
+    a_i = dict(zip(LEAVES, TREEPO_HAND["average"]))
+    node = dict(a_i, a=1 / 6, a1=0.0, b=-7 / 54, b1=-1 / 9)
+    raw = expected_tokens(node).double() * mask.double()
+    vals = raw[mask.bool()]
+    exp = ((raw - vals.mean()) / vals.std() * mask.double()).float()  # token-weighted, unbiased
+    adv, ret = treepo_fn(rewards, mask, index=uids, config=run_config_with(credit="once"))
+    torch.testing.assert_close(adv, exp, atol=1e-5, rtol=1e-5)
+    assert torch.equal(adv, ret)
+    # segment a (row a0, tokens 0-3) is no longer row a0's A_i = .5 but the mean 1/6 of its leaves
+    assert adv[0, 0] < adv[0, 4]
+
+
+def test_treepo_once_equals_every_row_without_shared_segments():
+    uids, rewards, mask = one_level_batch(0)
+    once, _ = treepo_fn(rewards, mask, index=uids, config=run_config_with(credit="once"))
+    every, _ = treepo_fn(rewards, mask, index=uids, config=run_config_with(credit="every_row"))
+    torch.testing.assert_close(once, every, atol=1e-6, rtol=0)
+    assert every.abs().sum() > 0
+
+
+def test_treepo_node_advantages_are_leaf_means():
+    from treerpo.segment_advantage import treepo_node_advantages
+
+    uids, rewards, mask = hand_batch()
+    table = node_table.build(uids, mask)
+    row_adv = torch.tensor(TREEPO_HAND["average"], dtype=torch.float64)
+    node = treepo_node_advantages(table, row_adv)
+    a, a1, b = table.row_nodes[1, 0], table.row_nodes[1, 1], table.row_nodes[3, 0]
+    assert node[a].item() == pytest.approx(1 / 6) and node[a1].item() == pytest.approx(0)
+    assert node[b].item() == pytest.approx(-7 / 54)
+    assert node[table.leaf].tolist() == pytest.approx(row_adv.tolist())

@@ -6,7 +6,6 @@ import pytest
 import torch
 from hydra import compose, initialize_config_module
 from omegaconf import OmegaConf
-from verl.protocol import DataProto
 from verl.trainer.ppo.v1.utils import compute_advantage_for_multi_trajectories
 
 from tests.test_estimators import DEV, as_dataproto, expected_tokens, hand_batch

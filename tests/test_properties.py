@@ -126,3 +126,57 @@ def test_treepo_root_group_sums_to_zero_on_one_level(params):
     a = treepo_row_advantages(table, rewards.sum(-1), AdvantageOptions())
     sums = torch.zeros(table.num_nodes, dtype=torch.float64).index_add_(0, table.row_root, a)
     assert sums.abs().max() < 1e-9
+
+
+@settings(max_examples=60, deadline=None)
+@given(batches, st.sampled_from([0.0, 0.1]), st.sampled_from(["recursive_mean", "leaf_mean"]))
+def test_treerpo_batch_std_is_over_kept_groups_only(params, tau, rule):
+    """norm=batch: a single child is pruned (A = 0) whatever tau, and the kept nodes' advantages
+    have unbiased std 1: the batch std is taken over them alone (issue 9, item 5a)."""
+    _, _, uids, rewards, mask = make(params)
+    table = node_table.build(uids, mask)
+    opts = AdvantageOptions(norm="batch", tau=tau, value_rule=rule)
+    adv, _, pruned = step_level_advantages(table, rewards.sum(-1), opts)
+    child = table.parent >= 0
+    single = child & (table.num_children[table.parent.clamp(min=0)] == 1)
+    assert pruned[single].all() and (adv[single] == 0).all()
+    kept = adv[child & ~pruned]
+    if kept.numel() >= 2 and kept.abs().max() > 0:
+        assert abs(kept.std().item() - 1) < 1e-3
+
+
+def rows_crediting(trees, rng):
+    """Rows with credit=once where each node is trained in a leaf row below it drawn by `rng`
+    (`rows_from_trees(once=True)` always draws the first); returns the drawn rows too."""
+    rows = [(t, l) for t in trees for l in t.leaves()]
+    uids, rewards, mask = rows_from_trees(trees)
+    below = {}
+    for i, (_, leaf) in enumerate(rows):
+        for n in leaf.lineage():
+            below.setdefault(id(n), (n, []))[1].append(i)
+    owner = {}
+    mask.zero_()
+    for key, (n, leaf_rows) in below.items():
+        owner[key] = rng.choice(leaf_rows)
+        mask[owner[key], n.start : n.end] = 1
+    return uids, rewards, mask, below, owner
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(batches, st.integers(0, 2**31))
+def test_treepo_once_value_does_not_depend_on_which_row_trains_a_segment(params, seed2):
+    """credit=once: a shared segment gets the same advantage whichever leaf row holds its trained
+    copy (issue 9, item 5b); the trained tokens are whitened (mean 0, std 1)."""
+    _, trees, _, _, _ = make(params)
+    config = {"tree": {"advantage": {}, "rollout": {"credit": "once"}}}
+    per_node = []
+    for s in (params[0], seed2):
+        uids, rewards, mask, below, owner = rows_crediting(trees, random.Random(s))
+        adv = treepo_fn(rewards, mask, index=uids, config=config)[0]
+        assert (adv[mask == 0] == 0).all()
+        vals = adv[mask.bool()]
+        if vals.abs().max() > 0:
+            assert abs(vals.mean().item()) < 1e-4 and abs(vals.std().item() - 1) < 1e-3
+        per_node.append({key: adv[owner[key], n.start : n.end] for key, (n, _) in below.items()})
+    for key in per_node[0]:
+        torch.testing.assert_close(per_node[0][key], per_node[1][key], atol=1e-5, rtol=1e-5)

@@ -66,12 +66,37 @@ def test_problems_exclude_the_held_out_set():
     assert len(train) == 2000 and not exclude & {p.prompt for p in train}
 
 
+def test_warm_up_never_trains_on_the_validation_set(tmp_path, monkeypatch):
+    """The validation set (val_problems) is larger than the warm-up's own check (eval_problems):
+    every validation problem must still be kept out of the warm-up's batches."""
+    import dataclasses
+
+    from treerpo import warmup
+
+    run = tiny_run.TinyRun(out=str(tmp_path / "run"), steps=1, prompts_per_step=4, val_problems=300)
+    cfg = dataclasses.replace(SMALL, held_out=run.val_problems, batch=64, max_steps=40, eval_every=40)
+    seen, real = [], warmup.problems
+
+    def spy(seed, n, n_steps=2, exclude=frozenset(), distinct=False):  # training batches: drawn with exclude
+        out = real(seed, n, n_steps, exclude, distinct)
+        if exclude:
+            seen.extend(p.prompt for p in out)
+        return out
+
+    monkeypatch.setattr(warmup, "problems", spy)
+    warm_up(cfg, out=tmp_path / "base", progress=False)
+    tiny_run.write_data(dataclasses.replace(run, out=str(tmp_path / "run")), tmp_path / "data")
+    val = set(pd.read_parquet(tmp_path / "data" / "val.parquet")["prompt"].map(lambda m: m[0]["content"]))
+    assert len(val) == 300 and len(seen) == 40 * 64  # distinct held-out problems
+    assert not val & set(seen), "the warm-up trained on validation problems"
+
+
 def test_data_is_verl_parquet_with_flat_validation(tmp_path):
     run = tiny_run.TinyRun(out=str(tmp_path / "run"), steps=3, prompts_per_step=4)
     tiny_run.write_data(run, tmp_path / "data")
     train = pd.read_parquet(tmp_path / "data" / "train.parquet")
     val = pd.read_parquet(tmp_path / "data" / "val.parquet")
-    assert len(train) == 12 and len(val) == WarmupConfig().eval_problems
+    assert len(train) == 12 and len(val) == run.val_problems == 512
     assert set(val["agent_name"]) == {"single_turn_agent"} and "agent_name" not in train
     assert not set(train["prompt"].map(lambda m: m[0]["content"])) & set(val["prompt"].map(lambda m: m[0]["content"]))
     with initialize_config_module(config_module="verl.trainer.config", version_base=None):

@@ -1,6 +1,5 @@
 """`tree_sync` mini-batch arithmetic: verl's number of updates per step, each an equal share of the leaves."""
 
-import types
 
 import pytest
 from omegaconf import OmegaConf

@@ -1,13 +1,26 @@
-"""The math verifier: table-driven equivalences, adversarial input, a timed fuzz run."""
+"""The math verifier: table-driven equivalences, exact numbers, the math-verify helper (timeouts,
+start-up, caching, callers without a `__main__` guard), adversarial input, a timed fuzz run."""
 
+import json
+import os
 import random
+import signal
 import string
+import subprocess
+import sys
+import threading
 import time
+from pathlib import Path
 
 import pytest
 
+import treerpo
+from treerpo import verifier
 from treerpo.verifier import gsm8k_answer, last_boxed, score_answer
 from verl_ext.reward import compute_score
+
+ROOT = Path(treerpo.__file__).resolve().parent.parent  # the tree under test, also for subprocesses
+HANG = ("\\boxed{9^{9^{9^{9^{9}}}}}", "10^{10^{10^{10}}}")  # sympy runs for minutes on this pair
 
 RIGHT = [
     ("\\boxed{\\frac{1}{2}}", "0.5"),
@@ -60,10 +73,31 @@ def test_extraction():
     assert gsm8k_answer("blah\n#### 1,234") == "1234"
 
 
+REWARD_KEYS = {"score", "acc", "pred", "verify_method", "verify_ms", "verify_timeout", "verify_timeouts_total"}
+
+
 def test_reward_function_shape():
     out = compute_score("math500", "so \\boxed{0.5}", "\\frac12")
-    assert out == {"score": 1.0, "acc": True, "pred": "0.5"}
+    assert set(out) == REWARD_KEYS
+    assert {k: out[k] for k in ("score", "acc", "pred", "verify_method")} == {
+        "score": 1.0, "acc": True, "pred": "0.5", "verify_method": "number"}
+    assert isinstance(out["verify_ms"], float) and out["verify_ms"] >= 0
+    assert out["verify_timeout"] == 0 and isinstance(out["verify_timeouts_total"], int)
     assert compute_score("x", "\\boxed{3}", "4", incorrect_score=-1.0)["score"] == -1.0
+    assert set(compute_score("x", "no box", "4")) == REWARD_KEYS  # the same keys on every path
+
+
+def test_reward_extra_info_reports_latency_and_timeouts():
+    """verl turns the extra keys into reward_extra_info: scalars only, a timeout visible in them."""
+    ok = compute_score("x", "\\boxed{\\frac{\\sqrt{6}}{6}}", "\\frac{1}{\\sqrt{6}}", timeout=30.0)
+    assert ok["acc"] and ok["verify_method"] == "math_verify" and ok["verify_timeout"] == 0
+    before = ok["verify_timeouts_total"]
+    hung = compute_score("x", *HANG, timeout=1.0)
+    assert hung["verify_method"] == "timeout" and hung["verify_timeout"] == 1 and hung["score"] == 0.0
+    assert hung["verify_timeouts_total"] == before + 1
+    assert hung["verify_ms"] >= 1000.0
+    for out in (ok, hung):
+        assert all(isinstance(v, (bool, int, float, str)) for v in out.values())
 
 
 ADVERSARIAL = [
@@ -90,7 +124,7 @@ def test_adversarial_inputs_score_zero_fast():
 
 def test_hang_is_cut_by_hard_timeout():
     t0 = time.perf_counter()
-    v = score_answer("\\boxed{9^{9^{9^{9^{9}}}}}", "10^{10^{10^{10}}}", timeout=1.0)
+    v = score_answer(*HANG, timeout=1.0)
     assert not v.correct
     assert time.perf_counter() - t0 < 8
     assert score_answer("\\boxed{0.25}", "\\frac14").correct  # the helper restarts afterwards
@@ -115,3 +149,207 @@ def test_fuzz_1000_random_and_adversarial_strings_within_budget():
         v = score_answer(s, truths[i % len(truths)], timeout=1.0)
         assert isinstance(v.correct, bool)
     assert time.perf_counter() - t0 < 240  # budget: well under the per-call timeout x calls
+
+
+# ---- plain numbers: exact unless a decimal is involved ----------------------------------------------
+EXACT_WRONG = [
+    ("\\boxed{3628801}", "3628800"),  # 10! + 1: a relative tolerance would call these equal
+    ("\\boxed{1000001}", "1000000"),
+    ("\\boxed{-3628801}", "-3628800"),
+    ("\\boxed{123456789012345678}", "123456789012345679"),
+    ("\\boxed{\\frac{333333}{1000000}}", "\\frac{1}{3}"),  # fractions are exact too
+    ("\\boxed{1000001/1000000}", "1"),
+    ("\\boxed{\\frac{3628801}{2}}", "\\frac{3628800}{2}"),
+]
+DECIMAL_RIGHT = [  # a decimal is a rounded value: 6 significant digits, within its last digit
+    ("\\boxed{0.333333}", "\\frac{1}{3}"),
+    ("\\boxed{\\frac{2}{3}}", "0.666667"),
+    ("\\boxed{3.1415927}", "3.14159265"),
+    ("\\boxed{1.5000001}", "1.5"),
+    ("\\boxed{\\frac{6}{4}}", "1.5"),  # equal values are equal in any form
+    ("\\boxed{2.50}", "\\frac{5}{2}"),
+]
+DECIMAL_WRONG = [
+    ("\\boxed{0.3333}", "\\frac{1}{3}"),  # off in the 5th digit
+    ("\\boxed{3.1416}", "3.14159265"),
+    ("\\boxed{3628800.5}", "3628801"),  # 6 digits agree, but .5 is not a rounding of 3628801
+    ("\\boxed{2.0000001}", "2"),  # its last digit says it is not 2
+]
+
+
+@pytest.mark.parametrize("response, truth", EXACT_WRONG)
+def test_integers_and_fractions_compare_exactly(response, truth):
+    v = score_answer(response, truth, use_math_verify=False)
+    assert (v.correct, v.method) == (False, "mismatch")
+
+
+@pytest.mark.parametrize("response, truth", DECIMAL_RIGHT)
+def test_decimals_match_within_tolerance(response, truth):
+    v = score_answer(response, truth, use_math_verify=False)
+    assert (v.correct, v.method) == (True, "number")
+
+
+@pytest.mark.parametrize("response, truth", DECIMAL_WRONG)
+def test_decimals_outside_tolerance_are_wrong(response, truth):
+    assert not score_answer(response, truth, use_math_verify=False).correct
+
+
+def test_random_distinct_integers_never_match():
+    rng = random.Random(0)
+    for _ in range(2000):
+        a = rng.randint(-10**12, 10**12)
+        b = a + rng.choice([-1, 1]) * rng.randint(1, 10)
+        assert not score_answer(f"\\boxed{{{a}}}", str(b), use_math_verify=False).correct
+        assert score_answer(f"\\boxed{{{a}}}", f"{a}.000", use_math_verify=False).correct
+
+
+# ---- the math-verify helper ------------------------------------------------------------------------
+def run_script(tmp_path: Path, code: str, timeout: float = 180.0) -> list:
+    """Run `code` as a script file (its own __main__) against the tree under test; its last stdout line, as JSON."""
+    script = tmp_path / "caller.py"
+    script.write_text(code)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+    out = subprocess.run([sys.executable, str(script)], cwd=tmp_path, env=env, capture_output=True, text=True,
+                         timeout=timeout)
+    assert out.returncode == 0, out.stderr[-3000:]
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+NO_GUARD = r'''
+import json
+from treerpo.verifier import score_answer
+
+# no `if __name__ == "__main__":` guard: a helper that re-imports this file would run this again
+v = score_answer(r"\boxed{\frac{\sqrt{2}}{2}}", r"\frac{1}{\sqrt{2}}", timeout=3.0)
+print(json.dumps([v.method, v.correct]))
+'''
+
+
+def test_script_without_main_guard_gets_math_verify_verdicts(tmp_path):
+    assert run_script(tmp_path, NO_GUARD) == ["math_verify", True]
+
+
+HEAVY_CALLER = r'''
+import json
+import torch  # a heavy top-level import, as in verl's workers: must not slow the helper's start
+
+from treerpo.verifier import score_answer
+
+if __name__ == "__main__":
+    # each budget is far below the helper's start-up, so start-up must not be charged to any call
+    first = score_answer(r"\boxed{\frac{\sqrt{2}}{2}}", r"\frac{1}{\sqrt{2}}", timeout=2.0)
+    hang = score_answer(r"\boxed{9^{9^{9^{9^{9}}}}}", "10^{10^{10^{10}}}", timeout=1.0)
+    after = score_answer(r"\boxed{2\sqrt{5}}", r"\sqrt{20}", timeout=2.0)  # helper restarted meanwhile
+    print(json.dumps([first.method, hang.method, after.method]))
+'''
+
+
+def test_timeout_covers_the_comparison_not_helper_startup(tmp_path):
+    assert run_script(tmp_path, HEAVY_CALLER) == ["math_verify", "timeout", "math_verify"]
+
+
+def proc_stat(pid: int):
+    """(state, parent pid) of a live process, or None."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return fields[0], int(fields[1])
+
+
+def comparing_process(helper_pid: int) -> int:
+    """The process that runs the comparisons: the helper's child if it has one, else the helper."""
+    stats = {int(d): proc_stat(int(d)) for d in os.listdir("/proc") if d.isdigit()}
+    children = [pid for pid, stat in stats.items() if stat and stat[1] == helper_pid]
+    assert len(children) <= 1
+    return children[0] if children else helper_pid
+
+
+def test_timed_out_verdict_is_not_cached():
+    """A pair that once timed out (here: its process frozen) is compared afresh next time, same arguments."""
+    assert score_answer("\\boxed{2\\sqrt{3}}", "\\sqrt{12}", timeout=60.0).correct  # a warm helper
+    frozen = comparing_process(verifier._helper.proc.pid)
+    parent = proc_stat(frozen)[1]
+    os.kill(frozen, signal.SIGSTOP)  # it can no longer answer
+    try:
+        pair = ("\\boxed{\\frac{\\sqrt{3}}{3}}", "\\frac{1}{\\sqrt{3}}")
+        first = score_answer(*pair, timeout=0.5)
+    finally:
+        if proc_stat(frozen) == ("T", parent):  # still there, still frozen: the verifier did not kill it
+            os.kill(frozen, signal.SIGKILL)
+    assert first.method == "timeout" and not first.correct
+    second = score_answer(*pair, timeout=0.5)
+    assert (second.method, second.correct) == ("math_verify", True)
+
+
+def test_timeout_is_counted_and_costs_no_restart():
+    """After a timeout the next comparison is served at once: the warm helper forks a new worker."""
+    assert score_answer("\\boxed{\\{5, 1\\}}", "\\{1, 5\\}", timeout=60.0).correct  # a warm helper
+    before = verifier.verifier_stats()
+    hung = score_answer(*HANG, timeout=0.5)
+    assert hung.method == "timeout" and 500 <= hung.ms < 8000  # 0.5 CPU-s; wall backstop 5 s
+    t0 = time.perf_counter()
+    assert score_answer("\\boxed{\\{3, 1\\}}", "\\{1, 3\\}", timeout=30.0).correct
+    assert time.perf_counter() - t0 < 5  # no interpreter start-up, no math-verify import
+    after = verifier.verifier_stats()
+    assert after["timeouts"] == before["timeouts"] + 1
+    assert after["helper_starts"] == before["helper_starts"]  # the same server throughout
+    assert after["helper_errors"] == before["helper_errors"]
+
+
+def test_starved_comparison_is_not_a_timeout():
+    """The budget is CPU time: a comparison that gets no CPU for a while (a busy machine, here
+    its process frozen for 2 s) still gets its verdict within a 1 s budget."""
+    assert score_answer("\\boxed{3\\sqrt{7}}", "\\sqrt{63}", timeout=60.0).correct  # a warm helper
+    frozen = comparing_process(verifier._helper.proc.pid)
+    parent = proc_stat(frozen)[1]
+
+    def thaw():
+        if proc_stat(frozen) == ("T", parent):
+            os.kill(frozen, signal.SIGCONT)
+
+    os.kill(frozen, signal.SIGSTOP)
+    timer = threading.Timer(2.0, thaw)
+    timer.start()
+    try:
+        v = score_answer("\\boxed{\\frac{\\sqrt{7}}{7}}", "\\frac{1}{\\sqrt{7}}", timeout=1.0)
+    finally:
+        timer.join()
+        thaw()
+    assert (v.method, v.correct) == ("math_verify", True)
+    assert v.ms >= 1900
+
+
+def test_threads_share_the_helper():
+    """verl's reward loop calls compute_score from executor threads: they take turns, all verdicts right."""
+    pairs = [(f"\\boxed{{{k}\\sqrt{{{p}}}}}", f"\\sqrt{{{k * k * p}}}") for k in range(2, 6) for p in (2, 3, 5, 7)]
+    results = [None] * len(pairs)
+
+    def score(i):
+        results[i] = score_answer(*pairs[i], timeout=30.0)
+
+    threads = [threading.Thread(target=score, args=(i,)) for i in range(len(pairs))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert [(v.method, v.correct) for v in results] == [("math_verify", True)] * len(pairs)
+
+
+def test_forked_child_gets_its_own_helper():
+    """A process forked after the helper started (e.g. a fork-based pool) must not share its pipes."""
+    assert score_answer("\\boxed{8\\sqrt{3}}", "\\sqrt{192}", timeout=60.0).correct  # parent's helper warm
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: report and leave without running pytest's teardown
+        try:
+            v = score_answer("\\boxed{7\\sqrt{2}}", "\\sqrt{98}", timeout=30.0)  # not cached anywhere
+            os.write(w, json.dumps([v.method, v.correct]).encode())
+        finally:
+            os._exit(0)
+    os.close(w)
+    with os.fdopen(r) as f:
+        out = f.read()
+    os.waitpid(pid, 0)
+    assert out and json.loads(out) == ["math_verify", True]
+    assert score_answer("\\boxed{6\\sqrt{2}}", "\\sqrt{72}", timeout=30.0).correct  # the parent's still works

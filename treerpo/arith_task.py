@@ -59,14 +59,18 @@ def make_problem(rng: random.Random, n_steps: int = 2) -> Problem:
     return Problem(start, tuple(ops))
 
 
-def problems(seed: int, n: int, n_steps: int = 2, exclude: frozenset[str] | set[str] = frozenset()) -> list[Problem]:
-    """`n` problems from a seeded stream, skipping any whose prompt is in `exclude` (e.g. a held-out set)."""
+def problems(seed: int, n: int, n_steps: int = 2, exclude: frozenset[str] | set[str] = frozenset(),
+             distinct: bool = False) -> list[Problem]:
+    """`n` problems from a seeded stream, skipping any whose prompt is in `exclude` (e.g. a held-out
+    set) and, with `distinct`, any already drawn (a held-out set counts each problem once)."""
     rng = random.Random(seed)
     out: list[Problem] = []
+    seen: set[str] = set()
     while len(out) < n:
         p = make_problem(rng, n_steps)
-        if p.prompt not in exclude:
+        if p.prompt not in exclude and not (distinct and p.prompt in seen):
             out.append(p)
+            seen.add(p.prompt)
     return out
 
 

@@ -11,6 +11,12 @@ else the local transformers engine (treerpo.local_engine). Defaults follow TreeP
 (temperature 0.6, top_p 1.0, 16 samples) with max_tokens 3072 to fit Qwen2.5-Math's 4k context.
 Writes results.json (with every sampling setting and seed), results.csv, results.md and
 samples.jsonl into --out.
+
+Every input is checked before any sampling: each --data file (readable parquet with verl's
+`prompt` and `reward_model` columns, at least one row, chat messages and a ground truth in every
+row, no benchmark twice), --model (a local path must be a directory with config.json; a name
+that is not a local path is a hub id, left to transformers as usual; tokenizer and model must
+load) and --out. A bad one stops the run with one line naming it on stderr and exit status 2.
 """
 
 from __future__ import annotations
@@ -24,11 +30,13 @@ import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
-import pandas as pd
 from tqdm import tqdm
 
+from treerpo.eval_inputs import (Benchmark, InputError, Parser, check_model, check_out, load_benchmarks,
+                                 load_error, pick_engine, tokenize)
 from treerpo.verifier import score_answer
 
 
@@ -44,17 +52,6 @@ class Settings:
     engine: str = "auto"
 
 
-def load_benchmark(path: str) -> tuple[str, list[dict]]:
-    df = pd.read_parquet(path)
-    missing = {"prompt", "reward_model"} - set(df.columns)
-    if missing:
-        raise ValueError(f"{path}: not a verl parquet (missing columns {sorted(missing)})")
-    name = str(df["data_source"].iloc[0]) if "data_source" in df.columns and len(df) else Path(path).stem
-    rows = [{"prompt": [dict(m) for m in r["prompt"]], "truth": str(r["reward_model"]["ground_truth"])}
-            for _, r in df.iterrows()]
-    return name, rows
-
-
 def bootstrap_ci(per_problem: np.ndarray, n: int, seed: int) -> tuple[float, float]:
     if len(per_problem) == 0:
         return float("nan"), float("nan")
@@ -65,10 +62,9 @@ def bootstrap_ci(per_problem: np.ndarray, n: int, seed: int) -> tuple[float, flo
 
 
 # ---- sampling --------------------------------------------------------------------------------
-def sample_vllm(settings: Settings, prompts: list[list[int]]) -> list[list[list[int]]]:
-    from vllm import LLM, SamplingParams
+def sample_vllm(llm, settings: Settings, prompts: list[list[int]]) -> list[list[list[int]]]:
+    from vllm import SamplingParams
 
-    llm = LLM(model=settings.model, seed=settings.seed, enable_prefix_caching=True)
     params = SamplingParams(n=settings.k, temperature=settings.temperature, top_p=settings.top_p,
                             max_tokens=settings.max_tokens, seed=settings.seed)
     outs = llm.generate([{"prompt_token_ids": p} for p in prompts], params)
@@ -97,51 +93,73 @@ def sample_local(settings: Settings, prompts: list[list[int]], model, tokenizer)
     return [list(r) for r in results]
 
 
+def make_sampler(settings: Settings, engine: str, tokenizer) -> Callable[[list[list[int]]], list]:
+    """Load the model once, for every benchmark: prompts -> k token lists per prompt."""
+    if engine == "vllm":
+        from vllm import LLM
+
+        llm = LLM(model=settings.model, seed=settings.seed, enable_prefix_caching=True)
+        return lambda prompts: sample_vllm(llm, settings, prompts)
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    try:
+        model = AutoModelForCausalLM.from_pretrained(settings.model, dtype=torch.float32).eval()
+    except Exception as e:
+        raise load_error(settings.model, e) from None
+    return lambda prompts: sample_local(settings, prompts, model, tokenizer)
+
+
+def score(benchmark: Benchmark, samples: list, tokenizer, settings: Settings, samples_file) -> dict:
+    """Score every sample, write it to samples.jsonl; the benchmark's line of the table."""
+    rows = benchmark.rows
+    correct = np.zeros((len(rows), settings.k))
+    lengths = np.zeros((len(rows), settings.k))
+    for i, (row, outs) in enumerate(zip(rows, samples)):
+        for j, ids in enumerate(outs):
+            text = tokenizer.decode(ids, skip_special_tokens=True)
+            v = score_answer(text, row["truth"])
+            correct[i, j], lengths[i, j] = v.correct, len(ids)
+            samples_file.write(json.dumps({"benchmark": benchmark.name, "problem": i, "sample": j,
+                                           "truth": row["truth"], "pred": v.predicted, "correct": v.correct,
+                                           "tokens": len(ids), "response": text}) + "\n")
+    per_problem = correct.mean(axis=1)
+    lo, hi = bootstrap_ci(per_problem, settings.bootstrap, settings.seed)
+    return {"problems": len(rows), "pass@1": float(per_problem.mean()), "ci95": [lo, hi],
+            "mean_tokens": float(lengths.mean())}
+
+
+def scored(benchmarks: dict) -> dict:
+    """The benchmarks with at least one problem: the only ones in the table and its average."""
+    return {name: v for name, v in benchmarks.items() if v["problems"] > 0}
+
+
+def average(benchmarks: dict) -> dict:
+    b = scored(benchmarks)
+    return {"pass@1": float(np.mean([v["pass@1"] for v in b.values()])),
+            "mean_tokens": float(np.mean([v["mean_tokens"] for v in b.values()]))}
+
+
 def evaluate(settings: Settings, data: list[str], out: Path) -> dict:
+    benchmarks = load_benchmarks(data)  # every input first: a bad one costs seconds, not a run
+    check_model(settings.model)
+    check_out(out)
+    engine = pick_engine(settings.engine)
     from transformers import AutoTokenizer
 
-    tokenizer = AutoTokenizer.from_pretrained(settings.model)
-    engine = settings.engine
-    if engine == "auto":
-        try:
-            import vllm  # noqa: F401
-
-            engine = "vllm"
-        except ImportError:
-            engine = "local"
-    model = None
-    if engine == "local":
-        import torch
-        from transformers import AutoModelForCausalLM
-
-        model = AutoModelForCausalLM.from_pretrained(settings.model, dtype=torch.float32).eval()
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(settings.model)
+    except Exception as e:
+        raise load_error(settings.model, e) from None
+    prompts = [tokenize(b, tokenizer, settings.model) for b in benchmarks]
+    sample = make_sampler(settings, engine, tokenizer)
     out.mkdir(parents=True, exist_ok=True)
     results = {"settings": {**asdict(settings), "engine": engine}, "benchmarks": {},
                "date": time.strftime("%Y-%m-%d %H:%M:%S")}
     with open(out / "samples.jsonl", "w", encoding="utf-8") as samples_file:
-        for path in data:
-            name, rows = load_benchmark(path)
-            prompts = [tokenizer.apply_chat_template(r["prompt"], add_generation_prompt=True, tokenize=True)
-                       ["input_ids"] for r in rows]
-            samples = sample_vllm(settings, prompts) if engine == "vllm" else sample_local(settings, prompts, model,
-                                                                                            tokenizer)
-            correct = np.zeros((len(rows), settings.k))
-            lengths = np.zeros((len(rows), settings.k))
-            for i, (row, outs) in enumerate(zip(rows, samples)):
-                for j, ids in enumerate(outs):
-                    text = tokenizer.decode(ids, skip_special_tokens=True)
-                    v = score_answer(text, row["truth"])
-                    correct[i, j], lengths[i, j] = v.correct, len(ids)
-                    samples_file.write(json.dumps({"benchmark": name, "problem": i, "sample": j, "truth": row["truth"],
-                                                   "pred": v.predicted, "correct": v.correct, "tokens": len(ids),
-                                                   "response": text}) + "\n")
-            per_problem = correct.mean(axis=1)
-            lo, hi = bootstrap_ci(per_problem, settings.bootstrap, settings.seed)
-            results["benchmarks"][name] = {"problems": len(rows), "pass@1": float(per_problem.mean()) if len(rows) else 0.0,
-                                           "ci95": [lo, hi], "mean_tokens": float(lengths.mean()) if len(rows) else 0.0}
-    b = results["benchmarks"]
-    results["average"] = {"pass@1": float(np.mean([v["pass@1"] for v in b.values()])),
-                          "mean_tokens": float(np.mean([v["mean_tokens"] for v in b.values()]))}
+        for b, p in zip(benchmarks, prompts):
+            results["benchmarks"][b.name] = score(b, sample(p), tokenizer, settings, samples_file)
+    results["average"] = average(results["benchmarks"])
     write_tables(results, out)
     return results
 
@@ -149,7 +167,7 @@ def evaluate(settings: Settings, data: list[str], out: Path) -> dict:
 # ---- tables --------------------------------------------------------------------------------------
 def table_rows(results: dict) -> list[list[str]]:
     rows = []
-    for name, v in results["benchmarks"].items():
+    for name, v in scored(results["benchmarks"]).items():
         lo, hi = v["ci95"]
         rows.append([name, str(v["problems"]), f"{100 * v['pass@1']:.2f}", f"[{100 * lo:.1f}, {100 * hi:.1f}]",
                      f"{v['mean_tokens']:.0f}"])
@@ -179,11 +197,17 @@ def write_tables(results: dict, out: Path) -> None:
     print(markdown(HEADER, rows) + note)
 
 
+def read_results(run_dir: str) -> dict:
+    path = Path(run_dir) / "results.json"
+    if not path.is_file():
+        raise InputError(f"--compare {run_dir}: no results.json in it (not an evaluate --out directory)")
+    return json.loads(path.read_text())
+
+
 def compare(a_dir: str, b_dir: str) -> str:
-    a = json.loads((Path(a_dir) / "results.json").read_text())
-    b = json.loads((Path(b_dir) / "results.json").read_text())
+    a, b = read_results(a_dir), read_results(b_dir)
     names = [n for n in a["benchmarks"] if n in b["benchmarks"]]
-    header = ["benchmark", f"A Pass@1", f"B Pass@1", "B - A (pts)", "A tokens", "B tokens", "B/A - 1 length"]
+    header = ["benchmark", "A Pass@1", "B Pass@1", "B - A (pts)", "A tokens", "B tokens", "B/A - 1 length"]
     rows = []
     for n, va, vb in [(n, a["benchmarks"][n], b["benchmarks"][n]) for n in names] + [
             ("Average", a["average"], b["average"])]:
@@ -196,28 +220,56 @@ def compare(a_dir: str, b_dir: str) -> str:
     return text
 
 
-def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--model")
+def number(kind: type, low: float, high: float = float("inf"), open_low: bool = False):
+    """An argparse type: a `kind` in [low, high] ((low, high] when open_low)."""
+    wanted = f">= {low}" if high == float("inf") else f"in {'(' if open_low else '['}{low}, {high}]"
+
+    def parse(text: str):
+        try:
+            x = kind(text)
+        except ValueError:
+            x = None
+        if x is None or not (low < x if open_low else low <= x) or not x <= high:
+            raise argparse.ArgumentTypeError(f"expected a number {wanted}, got {text!r}")
+        return x
+
+    return parse
+
+
+def build_parser() -> Parser:
+    ap = Parser(prog="evaluate", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--model", help="model directory (HF format) or hub id")
     ap.add_argument("--data", nargs="+", help="benchmark parquet files (data_prep output)")
     ap.add_argument("--out", default="runs/eval")
-    ap.add_argument("--k", type=int, default=16)
-    ap.add_argument("--temperature", type=float, default=0.6)
-    ap.add_argument("--top-p", type=float, default=1.0)
-    ap.add_argument("--max-tokens", type=int, default=3072)
+    ap.add_argument("--k", type=number(int, 1), default=16)
+    ap.add_argument("--temperature", type=number(float, 0.0), default=0.6)
+    ap.add_argument("--top-p", type=number(float, 0.0, 1.0, open_low=True), default=1.0)
+    ap.add_argument("--max-tokens", type=number(int, 1), default=3072)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--engine", choices=["auto", "vllm", "local"], default="auto")
     ap.add_argument("--compare", nargs=2, metavar=("A", "B"), help="two --out directories to compare")
-    args = ap.parse_args(argv)
+    return ap
+
+
+def run(argv) -> None:
+    args = build_parser().parse_args(argv)
     if args.compare:
         compare(*args.compare)
-        return 0
+        return
     if not args.model or not args.data:
-        ap.error("--model and --data are required (or --compare A B)")
+        raise InputError("--model and --data are required (or --compare A B)")
     random.seed(args.seed)
     settings = Settings(model=args.model, k=args.k, temperature=args.temperature, top_p=args.top_p,
                         max_tokens=args.max_tokens, seed=args.seed, engine=args.engine)
     evaluate(settings, args.data, Path(args.out))
+
+
+def main(argv=None) -> int:
+    try:
+        run(argv)
+    except InputError as e:
+        print(f"evaluate: error: {e}", file=sys.stderr)
+        return 2
     return 0
 
 

@@ -12,6 +12,9 @@ tree, roots included, so that the estimators can work with index arithmetic in t
 
 Node values V(node) (both rules of `treerpo.tree`) are computed here too, vectorised: the only
 Python loop is the parse, one iteration per row and tree level; tokens are never looped over.
+
+A batch without real rows (no rows at all, or only verl's padding rows) gives a table with no
+nodes; every method below then returns zeros of the right shape.
 """
 
 from __future__ import annotations
@@ -70,6 +73,8 @@ class NodeTable:
             return total / count.clamp(min=1)
         # recursive_mean, bottom-up one depth level at a time
         value = torch.zeros(self.num_nodes, dtype=torch.float64)
+        if self.num_nodes == 0:
+            return value
         rows = self.real.nonzero(as_tuple=True)[0]
         value[self.leaf[rows]] = rewards[rows].to(torch.float64)
         internal = self.num_children > 0
@@ -90,11 +95,33 @@ class NodeTable:
         """
         b, d = self.row_nodes.shape
         vals = torch.zeros(b, d + 1, dtype=node_values.dtype)
-        vals[:, :d] = torch.where(self.row_nodes >= 0, node_values[self.row_nodes.clamp(min=0)], 0)
+        # a trailing 0 that index -1 (no node: past a row's depth, padding rows) reads
+        vals[:, :d] = torch.cat([node_values, node_values.new_zeros(1)])[self.row_nodes]
         ends = torch.cat([torch.zeros(b, 1, dtype=torch.long), self.row_ends], dim=1)
         ends = torch.cummax(ends, dim=1).values  # columns past the depth hold 0: carry the last end
         lengths = torch.cat([ends[:, 1:] - ends[:, :-1], response_length - ends[:, -1:]], dim=1)
         return torch.repeat_interleave(vals.reshape(-1), lengths.reshape(-1)).view(b, response_length)
+
+    def segment_tokens(self, response_mask: torch.Tensor) -> torch.Tensor:
+        """(B, Dmax) float64: the mask-1 tokens of each row's j-th segment (0 past its depth).
+
+        With c(e) the row's mask count over tokens [0, e), segment j holds c(end_j) - c(end_{j-1})
+        tokens: one cumsum over the batch, no token loop (float32: exact up to 2^24 tokens a row).
+        """
+        b, d = self.row_nodes.shape
+        if response_mask.shape[1] == 0:
+            return torch.zeros(b, d, dtype=torch.float64)
+        cum = torch.cumsum(response_mask.to(torch.float32), dim=1)
+        ends = torch.cat([torch.zeros(b, 1, dtype=torch.long), self.row_ends], dim=1)
+        c = torch.where(ends > 0, cum.gather(1, (ends - 1).clamp(min=0)), 0).to(torch.float64)
+        counts = c[:, 1:] - c[:, :-1]
+        return torch.where(self.row_nodes >= 0, counts, torch.zeros((), dtype=torch.float64))
+
+    def node_tokens(self, response_mask: torch.Tensor) -> torch.Tensor:
+        """(N,) float64: the mask-1 tokens of every node's segment, summed over the rows holding it."""
+        seg = self.segment_tokens(response_mask)
+        valid = self.row_nodes >= 0
+        return torch.zeros(self.num_nodes, dtype=torch.float64).index_add_(0, self.row_nodes[valid], seg[valid])
 
 
 def build(uids: Sequence, response_mask: torch.Tensor) -> NodeTable:
@@ -109,7 +136,7 @@ def build(uids: Sequence, response_mask: torch.Tensor) -> NodeTable:
     uids = list(uids.tolist() if isinstance(uids, np.ndarray) else uids)
     b, t = response_mask.shape
     if len(uids) != b:
-        raise ValueError(f"{len(uids)} uids for {b} rows")
+        raise ValueError(f"{len(uids)} uids for {int(b)} rows")
     topo = topology.decode_batch(uids)
     real = ~topo.padding
     pad_rows = topo.padding.nonzero()[0]
@@ -120,7 +147,8 @@ def build(uids: Sequence, response_mask: torch.Tensor) -> NodeTable:
     too_long = (topo.ends.max(axis=1) > t).nonzero()[0]
     if too_long.size:
         r = int(too_long[0])
-        raise ValueError(f"uid {uids[r]!r}: its segments end at {topo.ends[r].max()} but the response has only {t} tokens")
+        raise ValueError(f"uid {uids[r]!r}: its segments end at {int(topo.ends[r].max())} "
+                         f"but the response has only {int(t)} tokens")
 
     # roots: one per prompt uid
     prompt_index: dict[str, int] = {}
@@ -146,8 +174,9 @@ def build(uids: Sequence, response_mask: torch.Tensor) -> NodeTable:
         if clash.size:
             r, owner = rows[clash[0]], rows[first[inv[clash[0]]]]
             raise ValueError(
-                f"uids {uids[owner]!r} and {uids[r]!r} share the segment at path {tuple(topo.paths[r, :k])} "
-                f"but disagree on where it ends ({topo.ends[owner, k - 1]} vs {topo.ends[r, k - 1]})"
+                f"uids {uids[owner]!r} and {uids[r]!r} share the segment at path "
+                f"{tuple(topo.paths[r, :k].tolist())} but disagree on where it ends "
+                f"({int(topo.ends[owner, k - 1])} vs {int(topo.ends[r, k - 1])})"
             )
         row_nodes[rows, k - 1] = next_id + inv
         parent.append(above[rows][first])
@@ -158,7 +187,8 @@ def build(uids: Sequence, response_mask: torch.Tensor) -> NodeTable:
     parent_a = np.concatenate(parent)
     num_children = np.bincount(parent_a[parent_a >= 0], minlength=next_id)
     leaf = np.where(real, row_nodes[np.arange(b), np.maximum(topo.depth - 1, 0)], -1)
-    continued = (real & (num_children[np.maximum(leaf, 0)] > 0)).nonzero()[0]
+    real_rows = real.nonzero()[0]
+    continued = real_rows[num_children[leaf[real_rows]] > 0]
     if continued.size:
         raise ValueError(
             f"uid {uids[continued[0]]!r} ends at a node that other rows of its tree continue: "
@@ -166,7 +196,6 @@ def build(uids: Sequence, response_mask: torch.Tensor) -> NodeTable:
         )
     leaf_ids, first_row, counts = np.unique(leaf[real], return_index=True, return_counts=True)
     if (counts > 1).any():
-        real_rows = real.nonzero()[0]
         dup = leaf_ids[counts > 1][0]
         r1, r2 = real_rows[leaf[real] == dup][:2]
         raise ValueError(f"uids {uids[r1]!r} and {uids[r2]!r} are the same leaf")

@@ -26,15 +26,18 @@ class AdvantageOptions:
 
     norm: str = "batch"
     """Normalisation of the step-level advantage A(c) = V(c) - mean(V(siblings)).
-    `group`: divide by the sibling group's std + epsilon (GRPO); `mean`: no division (Dr. GRPO);
-    `batch`: divide by the std of all unpruned step-level advantages in the batch. Default
-    `batch`: the TreeRPO paper re-normalises because per-group std of fractional values blows
-    0.49 vs 0.51 up to +-1; its exact formula is not public (ALGORITHMS.md section 1)."""
+    `group`: divide by the sibling group's unbiased std + epsilon (GRPO); `mean`: no division
+    (Dr. GRPO); `batch`: divide by the unbiased std of the kept step-level advantages of the batch,
+    one per node: nodes of groups with >= 2 siblings and std >= tau (a single child is compared
+    with nothing and never counts). Default `batch`: the TreeRPO paper re-normalises because
+    per-group std of fractional values blows 0.49 vs 0.51 up to +-1; its exact formula is not
+    public (ALGORITHMS.md section 1)."""
 
     tau: float = 0.1
-    """Pruning threshold: a step-level group whose values have (unbiased) std below tau carries no
-    signal and all its nodes get advantage 0. Default 0.1, the value a public review of the TreeRPO
-    paper quotes. tau=0 disables pruning."""
+    """Pruning threshold: a step-level group whose values have unbiased std (the one verl's GRPO
+    divides by) below tau carries no signal and all its nodes get advantage 0. Default 0.1, the
+    value a public review of the TreeRPO paper quotes. tau=0 disables pruning of groups of two or
+    more siblings; a single child never carries signal, whatever tau."""
 
     epsilon: float = 1e-6
     """Added to a std before dividing (verl's GRPO default)."""
@@ -119,7 +122,10 @@ class RolloutOptions:
     credit: str = "every_row"
     """How a shared segment is trained. `every_row`: in every leaf row that contains it (shared
     prefixes weigh more, as TreePO's duplication). `once`: in its first leaf row only, masked
-    (response_mask 0) in the others, so each node counts as one sample."""
+    (response_mask 0) in the others, so each node counts as one sample. The `treepo` estimator
+    reads it too: under `once` a shared segment's tokens get the mean A_i of the leaves below it,
+    not the A_i of the row that holds them (treerpo.segment_advantage); `treerpo`'s advantages
+    are per node already."""
     seed: int = 0
     """Seeds the sampler's own choices (k0, fallback cuts, remainder placement) per prompt."""
     max_steps: int = 256

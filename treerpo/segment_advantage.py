@@ -9,9 +9,21 @@ nodes above a branch contributes one group per node, as path-prefix grouping doe
     group_size:  A_i = sum_j |G_j| A_ij / sum_j |G_j|
     option:      leave out subgroups (never the root group) whose rewards all agree
 
-Every response token of row i then gets A_i, whitened over the batch's tokens, as REINFORCE++
-does: `verl_ext.estimators` applies verl's own `masked_whiten`. With every leaf a child of the
-root, only the root group remains and the result is verl's `reinforce_plus_plus_baseline`.
+Which value a token gets depends on how shared segments are trained (`tree.rollout.credit`):
+
+    every_row:  every response token of row i gets A_i (TreePO's own rows)
+    once:       a token of node n's segment gets  A(n) = mean_{i in leaves(n)} A_i,
+                the mean over the leaves below n (a leaf's own segment: A(n) = A_i)
+
+Under `every_row` a segment shared by the leaves L(n) is trained |L(n)| times with advantages
+A_i: summed, |L(n)| * A(n). Under `once` it is one sample, so it gets that sum's per-sample value
+A(n), whichever leaf row happens to hold its trained copy (giving it that row's A_i would make a
+shared segment's signal depend on leaf order).
+
+The token values are then whitened over the batch's trained tokens (token-weighted mean, unbiased
+std), as REINFORCE++ does: `verl_ext.estimators` applies verl's own `masked_whiten`. With every
+leaf a child of the root, only the root group remains, nothing is shared, and the result is
+verl's `reinforce_plus_plus_baseline` under either credit. A batch without real rows gives zeros.
 """
 
 from __future__ import annotations
@@ -24,6 +36,8 @@ from treerpo.options import AdvantageOptions
 
 def treepo_row_advantages(table: NodeTable, leaf_rewards: torch.Tensor, opts: AdvantageOptions) -> torch.Tensor:
     """A_i for every row (0 for padding rows), float64, before batch whitening."""
+    if table.num_nodes == 0:  # no real rows
+        return torch.zeros(leaf_rewards.shape[0], dtype=torch.float64)
     count, total, total_sq = table.leaf_stats(leaf_rewards)
     mean = total / count.clamp(min=1)
     var = total_sq / count.clamp(min=1) - mean * mean
@@ -37,7 +51,7 @@ def treepo_row_advantages(table: NodeTable, leaf_rewards: torch.Tensor, opts: Ad
     size = torch.where(above_leaf, count[safe], torch.zeros((), dtype=torch.float64))
     member = above_leaf & (size >= 2)
     member[:, 0] = table.real  # the root group always counts, whatever its size
-    if opts.drop_zero_variance_subgroups:
+    if opts.drop_zero_variance_subgroups:  # population variance: only "zero or not" matters
         zero_var = var[safe] <= 1e-12 * (1 + mean[safe].abs())
         member[:, 1:] &= ~zero_var[:, 1:]
 
@@ -47,3 +61,13 @@ def treepo_row_advantages(table: NodeTable, leaf_rewards: torch.Tensor, opts: Ad
     if opts.aggregation == "group_size":
         w = w * size.clamp(min=1)
     return (a * w).sum(dim=1) / w.sum(dim=1).clamp(min=1e-12)
+
+
+def treepo_node_advantages(table: NodeTable, row_adv: torch.Tensor) -> torch.Tensor:
+    """A(n) = mean_{i in leaves(n)} A_i for every node n (float64; a leaf node: its row's A_i).
+
+    The value `credit=once` gives the tokens of n's segment, from the rows' A_i
+    (`treepo_row_advantages`); roots get the mean over their whole tree.
+    """
+    count, total, _ = table.leaf_stats(row_adv)
+    return total / count.clamp(min=1)

@@ -4,13 +4,17 @@ For every tree in the batch, with node values V (see `treerpo.tree`):
 
     step-level group   G(p) = children(p): the siblings that continue the same parent p
     A(c)  = V(c) - mean_{s in G(p)} V(s)
-    group:  A(c) /= std_{G(p)}(V) + eps          (std unbiased, as verl's GRPO)
+    std_G = sqrt( sum_{s in G(p)} (V(s) - mean)^2 / (|G(p)| - 1) )   (unbiased, as verl's GRPO)
+    kept:   |G(p)| >= 2  and  std_G >= tau       (a group of one compares nothing; tau=0 keeps
+                                                  every group of two or more)
+    A(c) = 0 for every c in a group that is not kept
+    group:  A(c) /= std_G + eps
     mean:   A(c) unchanged                       (Dr. GRPO)
-    batch:  A(c) /= std of all unpruned A in the batch + eps
-    pruning: A(c) = 0 for every c in G(p) when std_{G(p)}(V) < tau   (single-child groups: std 0)
+    batch:  A(c) /= std(A over the kept nodes of the batch) + eps   (unbiased, one value per node)
 
 Every token of node c's own segment gets A(c); tokens with response_mask 0 get 0. With depth 1
-(every leaf a child of the root) and `group` normalisation this is verl's `grpo` exactly.
+(every leaf a child of the root, at least two per prompt) and `group` normalisation this is
+verl's `grpo` exactly. A batch without real rows gives zeros.
 """
 
 from __future__ import annotations
@@ -24,7 +28,11 @@ from treerpo.options import AdvantageOptions
 def step_level_advantages(
     table: NodeTable, leaf_rewards: torch.Tensor, opts: AdvantageOptions
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """A(node) for every node (roots get 0), plus V(node) and a per-node `pruned` flag."""
+    """A(node) for every node (roots get 0), plus V(node) and a per-node `pruned` flag.
+
+    `pruned` marks the non-root nodes whose group is not kept: a single child, or siblings whose
+    values have std below tau. They get A = 0 and stay out of the `batch` std.
+    """
     v = table.values(leaf_rewards, opts.value_rule)
     n = table.num_nodes
     child = (table.parent >= 0).nonzero(as_tuple=True)[0]
@@ -37,14 +45,14 @@ def step_level_advantages(
     sq = torch.zeros(n, dtype=torch.float64).index_add_(0, par, dev * dev)
     group_std = torch.where(size > 1, (sq / (size - 1).clamp(min=1)).sqrt(), torch.zeros_like(sq))
 
-    keep = group_std[par] >= opts.tau  # tau = 0 keeps everything
+    keep = (size[par] >= 2) & (group_std[par] >= opts.tau)
     adv = dev
     if opts.norm == "group":
         adv = dev / (group_std[par] + opts.epsilon)
     elif opts.norm == "batch":
         kept = dev[keep]
         if kept.numel() >= 2:
-            adv = dev / (kept.std() + opts.epsilon)
+            adv = dev / (kept.std() + opts.epsilon)  # torch.std: unbiased
     adv = torch.where(keep, adv, torch.zeros_like(adv))
 
     node_adv = torch.zeros(n, dtype=torch.float64)

@@ -1,40 +1,56 @@
 r"""Math answer verifier: is the last \boxed{} answer of a response equal to the ground truth?
 
-    score_answer(response, ground_truth) -> Verdict(correct, predicted, method)
+    score_answer(response, ground_truth, timeout=DEFAULT_TIMEOUT_S) -> Verdict(correct, predicted, method, ms)
 
 1. Extract the content of the last `\boxed{...}` (or `\fbox{...}`, or `\boxed x`) with brace
-   matching; no box, or unbalanced braces, is wrong.
+   matching; no box, or unbalanced braces, is wrong ("no_box").
 2. Normalise both sides (spaces, `\left`/`\right`, `\dfrac`, degree signs, `\text{}` units,
-   dollars, trailing dots, `\%`, thousands separators ...). Equal strings are right; two plain
-   numbers (integers, decimals, a/b, \frac{a}{b}) are compared exactly, to 6 significant digits.
-3. Otherwise ask math-verify (equivalent forms: 1/2 = 0.5 = \frac{1}{2}, intervals, sets ...)
-   in a helper process with a hard wall-clock timeout: sympy can hang on adversarial LaTeX and
-   math-verify's own signal-based timeout only works on a main thread, which verl's reward
-   workers do not offer. A call that times out kills the helper (a fresh one starts on the next
-   call) and counts as wrong. Each scoring process has its own helper, so the timeout holds
-   when scoring runs in many processes.
+   dollars, trailing dots, `\%`, thousands separators ...). Equal strings are right ("string").
+3. Two plain numbers are decided here ("number" or "mismatch"), by this rule:
+   - integers and exact fractions (a/b, \frac{a}{b}) are compared exactly: 3628801 != 3628800,
+     \frac{1}{3} != \frac{333333}{1000000}; equal values are equal in any form (\frac{6}{4} = 1.5);
+   - a tolerance applies only where a decimal is involved, because a decimal is a rounded value.
+     A decimal matches another number when they differ by at most 1e-6 of their magnitude
+     (6 significant digits, math-verify's float rounding; magnitudes below 1 count as 1) AND by
+     at most half a unit in the decimal's last written digit (so 0.333333 = \frac{1}{3}, but
+     0.3333 != \frac{1}{3}, and 3628800.5 != 3628801 although they agree to 6 digits). With two
+     decimals the coarser one sets the half unit.
+4. Anything else goes to math-verify (equivalent forms: \frac{\sqrt{2}}{2} = \frac{1}{\sqrt{2}},
+   intervals, sets, expressions) in a helper process that is killed when a comparison runs past
+   its timeout: sympy can hang on adversarial LaTeX, and math-verify's own signal-based timeout
+   only works on a main thread, which verl's reward workers do not offer.
+
+The helper and its timeout: treerpo/verify_client.py (the client) and treerpo/verify_helper.py
+(the server).
+
+Outcomes without a verdict are "timeout" (the comparison ran past `timeout`) and
+"helper_error" (the helper could not start or died); both count as wrong and neither is cached.
+Definite math-verify verdicts are cached per (ground truth, answer). `verifier_stats()` gives
+the process's counters (timeouts, helper errors, starts, ...); Verdict.ms is the call's latency.
 Nothing here raises on bad input: every failure is a wrong answer.
 """
 
 from __future__ import annotations
 
-import multiprocessing as mp
 import re
-import threading
+import time
 from dataclasses import dataclass
 from fractions import Fraction
-from functools import lru_cache
 from typing import Optional
 
+from treerpo.verify_client import (  # noqa: F401  (re-exported: the verifier's public API)
+    DEFAULT_TIMEOUT_S, NoVerdict, _helper, math_verify_equivalent, start_helper, verifier_stats)
+
 MAX_ANSWER_CHARS = 1000  # longer "answers" are not answers; never hand them to sympy
-DEFAULT_TIMEOUT_S = 3.0
+REL_TOL = Fraction(1, 10**6)
 
 
 @dataclass
 class Verdict:
     correct: bool
     predicted: Optional[str]
-    method: str  # "no_box", "string", "number", "math_verify", "timeout", "mismatch"
+    method: str  # "no_box", "string", "number", "math_verify", "mismatch", "timeout", "helper_error"
+    ms: float = 0.0  # wall-clock latency of the score_answer call, milliseconds
 
 
 # ---- extraction -----------------------------------------------------------------------------
@@ -101,97 +117,64 @@ def normalize(ans: str) -> str:
     return s.lower() if re.fullmatch(r"[A-Za-z ]+", s) else s
 
 
+# ---- plain numbers -------------------------------------------------------------------------------
 _NUM = re.compile(r"-?\d+(?:\.\d+)?|-?\.\d+")
 _FRAC = re.compile(r"(-?)\\frac\{(-?\d+)\}\{(-?\d+)\}")
 _SLASH = re.compile(r"(-?\d+)/(-?\d+)")
 
 
-def as_number(s: str) -> Optional[Fraction]:
+@dataclass(frozen=True)
+class Number:
+    """A plain number: its exact value, and for a decimal the count of digits after the point
+    (None for integers and fractions, which are exact)."""
+
+    value: Fraction
+    places: Optional[int] = None
+
+
+def as_number(s: str) -> Optional[Number]:
     """A normalised answer that is a plain number (int, decimal, a/b, \\frac{a}{b}), else None."""
     try:
         if _NUM.fullmatch(s):
-            return Fraction(s)
+            places = len(s.split(".")[1]) if "." in s else None
+            return Number(Fraction(s), places)
         m = _FRAC.fullmatch(s)
         if m:
             v = Fraction(int(m.group(2)), int(m.group(3)))
-            return -v if m.group(1) else v
+            return Number(-v if m.group(1) else v)
         m = _SLASH.fullmatch(s)
         if m:
-            return Fraction(int(m.group(1)), int(m.group(2)))
+            return Number(Fraction(int(m.group(1)), int(m.group(2))))
     except (ValueError, ZeroDivisionError):
         return None
     return None
 
 
-def numbers_equal(a: Fraction, b: Fraction) -> bool:
-    """Equal, or equal to 6 significant decimals (math-verify's default float rounding)."""
-    return a == b or abs(a - b) <= Fraction(1, 10**6) * max(1, abs(a), abs(b))
-
-
-# ---- math-verify in a killable helper process -----------------------------------------------------
-def _helper_main(conn) -> None:  # runs in the helper process
-    from math_verify import parse, verify
-
-    while True:
-        try:
-            gold, pred = conn.recv()
-        except EOFError:
-            return
-        try:
-            g = parse(f"${gold}$")
-            p = parse(f"${pred}$")
-            ok = bool(g) and bool(p) and bool(verify(g, p))
-        except Exception:
-            ok = False
-        conn.send(ok)
-
-
-class _Helper:
-    def __init__(self):
-        self.lock = threading.Lock()
-        self.proc = None
-        self.conn = None
-
-    def _start(self):
-        ctx = mp.get_context("spawn")  # safe in threaded processes (Ray actors)
-        parent, child = ctx.Pipe()
-        self.proc = ctx.Process(target=_helper_main, args=(child,), daemon=True)
-        self.proc.start()
-        child.close()
-        self.conn = parent
-
-    def _kill(self):
-        if self.proc is not None:
-            self.proc.kill()
-            self.proc.join(timeout=1)
-        self.proc = self.conn = None
-
-    def equivalent(self, gold: str, pred: str, timeout: float) -> Optional[bool]:
-        """True/False, or None on timeout (the helper is killed and restarted next time)."""
-        with self.lock:
-            if self.proc is None or not self.proc.is_alive():
-                self._start()
-            try:
-                self.conn.send((gold, pred))
-                if self.conn.poll(timeout):
-                    return bool(self.conn.recv())
-            except (EOFError, OSError, BrokenPipeError):
-                pass
-            self._kill()
-            return None
-
-
-_helper = _Helper()
-
-
-@lru_cache(maxsize=65536)
-def _equivalent_cached(gold: str, pred: str, timeout: float) -> Optional[bool]:
-    return _helper.equivalent(gold, pred, timeout)
+def numbers_equal(a: Number, b: Number) -> bool:
+    """Exact for integers and fractions; with a decimal, the tolerance of the module docstring:
+    within 6 significant digits and within half a unit of the (coarser) decimal's last digit."""
+    if a.value == b.value:
+        return True
+    decimal_places = [n.places for n in (a, b) if n.places is not None]
+    if not decimal_places:
+        return False
+    half_unit = Fraction(1, 2 * 10 ** min(decimal_places))
+    relative = REL_TOL * max(1, abs(a.value), abs(b.value))
+    return abs(a.value - b.value) <= min(half_unit, relative)
 
 
 # ---- the verdict -------------------------------------------------------------------------------------
-def score_answer(response: str, ground_truth: str, timeout: float = DEFAULT_TIMEOUT_S,
+def score_answer(response: str, ground_truth: str, timeout: Optional[float] = DEFAULT_TIMEOUT_S,
                  use_math_verify: bool = True) -> Verdict:
+    """The verdict on `response`'s last boxed answer. `timeout`: CPU seconds one math-verify
+    comparison may use (None: no limit), helper start-up excluded; see the module docstring."""
+    t0 = time.perf_counter()
+    verdict = _decide(response, ground_truth, timeout, use_math_verify)
+    verdict.ms = (time.perf_counter() - t0) * 1000.0
+    return verdict
+
+
+def _decide(response, ground_truth, timeout: Optional[float], use_math_verify: bool) -> Verdict:
     pred = last_boxed(response) if isinstance(response, str) else None
     if pred is None:
         return Verdict(False, None, "no_box")
@@ -207,7 +190,8 @@ def score_answer(response: str, ground_truth: str, timeout: float = DEFAULT_TIME
         return Verdict(ok, pred, "number" if ok else "mismatch")
     if not use_math_verify:
         return Verdict(False, pred, "mismatch")
-    ok = _equivalent_cached(gold, pred, timeout)
-    if ok is None:
-        return Verdict(False, pred, "timeout")
+    try:
+        ok = math_verify_equivalent(gold, pred, timeout)
+    except NoVerdict as e:
+        return Verdict(False, pred, e.reason)
     return Verdict(ok, pred, "math_verify" if ok else "mismatch")

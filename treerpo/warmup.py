@@ -48,14 +48,16 @@ class WarmupConfig:
     max_acc: float = 0.5  # an interval that ends above this is undone and redone at half the lr
     max_steps: int = 1500
     eval_every: int = 10
-    eval_problems: int = 128
-    eval_seed: int = 10_000  # held-out problems: a seed no training batch uses
+    eval_problems: int = 128  # the warm-up checks its accuracy on the first this many held-out problems
+    held_out: int = 128  # held-out problems: a seeded stream no training batch draws from (warm-up or RL)
+    eval_seed: int = 10_000  # the held-out stream's seed
     max_tokens: int = 40
 
 
 def held_out_problems(cfg: WarmupConfig) -> list[Problem]:
-    """The held-out problems: warm-up accuracy and verl's validation set (`treerpo train`)."""
-    return problems(cfg.eval_seed + cfg.seed, cfg.eval_problems, cfg.task_steps)
+    """The held-out problems, each once (verl's validation set in `treerpo train`); no training
+    batch holds one. The warm-up checks itself on the first `eval_problems` of them."""
+    return problems(cfg.eval_seed + cfg.seed, max(cfg.held_out, cfg.eval_problems), cfg.task_steps, distinct=True)
 
 
 def encode_prompt(tok, p: Problem) -> list[int]:
@@ -95,6 +97,25 @@ def greedy_accuracy(model, tok, probs: list[Problem], max_tokens: int) -> float:
     return sum(correct) / len(correct)
 
 
+def sampled_accuracy(model, tok, probs: list[Problem], max_tokens: int, temperature: float, samples: int,
+                     seed: int = 0) -> dict:
+    """Accuracy of `samples` answers per problem drawn at `temperature` (seeded): the mean over all
+    answers (verl's `acc/mean@k`), pass@k (some answer right) and the fraction of problems whose k
+    answers are neither all right nor all wrong (a flat group of k with a learning signal)."""
+    engine = LocalEngine(model, tok.eos_token_id, tok.pad_token_id, seed=seed)
+
+    async def run():
+        return await asyncio.gather(*(engine.generate("eval", prompt_ids=encode_prompt(tok, p), sampling_params={
+            "max_tokens": max_tokens, "temperature": temperature}) for p in probs for _ in range(samples)))
+
+    outs = asyncio.run(run())
+    right = [score_answer(tok.decode(o.token_ids, skip_special_tokens=True), probs[i // samples].answer).correct
+             for i, o in enumerate(outs)]
+    per = [sum(right[i * samples:(i + 1) * samples]) for i in range(len(probs))]
+    return {"mean": sum(right) / len(right), "pass": sum(c > 0 for c in per) / len(per),
+            "mixed": sum(0 < c < samples for c in per) / len(per)}
+
+
 def warm_up(cfg: WarmupConfig, out: Optional[str | Path] = None, progress: bool = True):
     """Train the tiny model on worked solutions; returns (model, tokenizer, held-out accuracy)."""
     tok = build_tokenizer()
@@ -102,8 +123,8 @@ def warm_up(cfg: WarmupConfig, out: Optional[str | Path] = None, progress: bool 
                         kv_heads=cfg.kv_heads, intermediate=cfg.intermediate)
     torch.manual_seed(cfg.seed)
     rng = random.Random(cfg.seed + 1)
-    held_out = held_out_problems(cfg)
-    exclude = frozenset(p.prompt for p in held_out)
+    exclude = frozenset(p.prompt for p in held_out_problems(cfg))
+    held_out = held_out_problems(cfg)[: cfg.eval_problems]
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr)
     acc, step = greedy_accuracy(model.eval(), tok, held_out, cfg.max_tokens), 0
     lr, retries = cfg.lr, 0

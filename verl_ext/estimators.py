@@ -4,6 +4,9 @@ verl calls `fn(token_level_rewards, response_mask, index=uids, config=config.alg
 uids carry each leaf's tree topology (`treerpo.topology`); the options come from the run
 config's `tree.advantage` group (`treerpo.options.AdvantageOptions`), which we reach from the
 `algorithm` node verl passes: in verl's trainers it is a node of the full OmegaConf config.
+`treepo` also reads `tree.rollout.credit`, which decides the value of a shared segment.
+
+A batch without real rows (none at all, or only verl's padding rows) gets all-zero advantages.
 """
 
 from __future__ import annotations
@@ -16,10 +19,9 @@ from verl.trainer.ppo.core_algos import register_adv_est
 from verl.utils.torch_functional import masked_whiten
 
 from treerpo import node_table
-from treerpo.segment_advantage import treepo_row_advantages
+from treerpo.segment_advantage import treepo_node_advantages, treepo_row_advantages
 from treerpo.step_advantage import treerpo_token_advantages
-from verl_ext.tree_config import advantage_options
-
+from verl_ext.tree_config import advantage_options, rollout_options
 
 
 def _check_rewards(token_level_rewards: torch.Tensor, index: np.ndarray) -> torch.Tensor:
@@ -29,6 +31,13 @@ def _check_rewards(token_level_rewards: torch.Tensor, index: np.ndarray) -> torc
         r = int(bad.nonzero()[0, 0])
         raise ValueError(f"non-finite reward {scores[r].item()} for uid {index[r]!r}")
     return scores
+
+
+def _whiten(values: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
+    """verl's `masked_whiten` of `values`, each standing for `tokens` tokens; zeros under 2 tokens."""
+    if tokens.sum() >= 2:  # verl's masked_var needs two tokens
+        return masked_whiten(values, tokens)
+    return torch.zeros_like(values)
 
 
 @register_adv_est("treerpo")
@@ -58,20 +67,24 @@ def compute_treepo_advantage(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """TreePO segment advantages (treerpo.segment_advantage), whitened by verl's masked_whiten.
 
-    Every token of row i carries the same A_i, so the token-level whitening statistics equal the
-    row-level ones weighted by each row's token count. verl's masked_* functions take numeric
-    masks, so we hand `masked_whiten` (B,) values with (B,) token counts: the same mean and
-    (Bessel-corrected) variance as REINFORCE++'s (B, T) call, without 2 x 10^7-element passes.
+    `credit=every_row`: every token of row i carries the same A_i, so the token-level whitening
+    statistics equal the row-level ones weighted by each row's token count. verl's masked_*
+    functions take numeric masks, so we hand `masked_whiten` (B,) values with (B,) token counts:
+    the same mean and (Bessel-corrected) variance as REINFORCE++'s (B, T) call, without
+    2 x 10^7-element passes. `credit=once`: every token of node n carries A(n), so the same holds
+    with (N,) node values and each node's trained-token count.
     """
     opts = advantage_options(config)
+    credit = rollout_options(config).credit
     with torch.no_grad():
         scores = _check_rewards(token_level_rewards, index)
         table = node_table.build(index, response_mask)
         row_adv = treepo_row_advantages(table, scores, opts)
-        tokens_per_row = response_mask.sum(dim=-1).to(torch.float64)
-        if tokens_per_row.sum() >= 2:  # verl's masked_var needs two tokens
-            row_adv = masked_whiten(row_adv, tokens_per_row)
+        if credit == "once":
+            node_adv = _whiten(treepo_node_advantages(table, row_adv), table.node_tokens(response_mask))
+            adv = table.scatter_to_tokens(node_adv.to(token_level_rewards.dtype), response_mask.shape[1])
+            adv = adv * response_mask
         else:
-            row_adv = torch.zeros_like(row_adv)
-        adv = row_adv.to(token_level_rewards.dtype)[:, None] * response_mask
+            row_adv = _whiten(row_adv, response_mask.sum(dim=-1).to(torch.float64))
+            adv = row_adv.to(token_level_rewards.dtype)[:, None] * response_mask
     return adv, adv

@@ -31,7 +31,7 @@ import os
 import subprocess
 import sys
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Optional
 
@@ -80,19 +80,20 @@ class TinyRun:
     estimator: str = "treerpo"
     seed: int = 0
     out: Optional[str] = None  # default runs/tiny/<estimator>-seed<seed>
-    steps: int = 40  # verl training steps (trainer.total_training_steps)
+    steps: int = 30  # verl training steps (trainer.total_training_steps)
     prompts_per_step: int = 16  # data.train_batch_size
     mini_batch_prompts: int = 4  # ppo_mini_batch_size: 4 actor updates per step, as the GPU scripts' 64/16
     test_freq: int = 10  # validation every N steps, before training, and after the last
     # tiny-model settings (TINY_SETTINGS says why each differs from the GPU recipe)
     lr: float = 1e-4  # actor AdamW; the GPU recipe's 1e-6 is for 1.5B parameters
     lr_warmup_steps: int = 10  # linear warm-up of the lr over the first steps
-    greedy_validation: bool = True  # validation at temperature 0, one sample per problem
+    val_problems: int = 512  # held-out problems (never trained on, warm-up included)
+    val_temperature: float = 1.0  # validation: one answer per problem sampled as in training (T=1.0)
     # tree shape: every path at most 36 tokens (a worked 2-step solution is about 27)
-    branching: int = 2  # TreeRPO N
-    depth: int = 3  # TreeRPO D
-    step_tokens: int = 12  # TreeRPO L_step
-    leaves: int = 8  # TreePO w; GRPO n (equal leaves per prompt)
+    branching: int = 3  # TreeRPO N
+    depth: int = 2  # TreeRPO D
+    step_tokens: int = 18  # TreeRPO L_step
+    leaves: int = 9  # TreePO w; GRPO n (equal leaves per prompt: N^D)
     segment_tokens: int = 12  # TreePO l
     max_segments: int = 3  # TreePO d
     max_prompt_length: int = 64
@@ -117,7 +118,7 @@ class TinyRun:
     def warmup_config(self):
         from treerpo.warmup import WarmupConfig
 
-        return WarmupConfig(seed=self.seed)
+        return WarmupConfig(seed=self.seed, held_out=self.val_problems)
 
     def sizes(self, model_path: str, data_dir: str) -> list[str]:
         out = Path(self.out).resolve()
@@ -149,9 +150,9 @@ class TinyRun:
             f"trainer.experiment_name={self.estimator}-seed{self.seed}",
             f"trainer.default_local_dir={out / 'checkpoints'}",
         ] + ([f"tree.rollout.seed={self.seed}", f"actor_rollout_ref.rollout.seed={42 + self.seed}"]
-             if self.seed else []) + (  # verl's default vLLM seed is 42
-            ["actor_rollout_ref.rollout.val_kwargs.do_sample=False", "actor_rollout_ref.rollout.val_kwargs.n=1",
-             "actor_rollout_ref.rollout.val_kwargs.temperature=0"] if self.greedy_validation else [])
+             if self.seed else []) + [  # verl's default vLLM seed is 42
+            "actor_rollout_ref.rollout.val_kwargs.do_sample=True", "actor_rollout_ref.rollout.val_kwargs.n=1",
+            f"actor_rollout_ref.rollout.val_kwargs.temperature={self.val_temperature}"]
 
     def overrides(self, model_path: str, data_dir: str) -> list[str]:
         return ["+preset=cpu", *RECIPE, *METHOD[self.estimator], *self.sizes(model_path, data_dir), *self.extra]
@@ -160,22 +161,25 @@ class TinyRun:
 # Why the tiny run's settings differ from the GPU recipe where they are not plain sizes. Measured on
 # this machine (docs/CPU.md, "Tuning the miniature"): lr 3e-4 and 1e-3 collapsed the tiny policy;
 # at 1e-4 from the first step, held-out accuracy fell 4-16 points by step 10 in every run before
-# it recovered, and with a 10-step warm-up it did not; sampled validation (128 problems x 4 at
-# T=0.6) of one model differed by up to 3.5 points between two evaluations.
+# it recovered, and with a 10-step warm-up it did not. Greedy accuracy stayed flat in every run
+# while accuracy sampled at the rollout temperature rose 7-8 points (GRPO n=8, TreeRPO N=4 D=2),
+# so validation samples as training does; one answer on each of 512 problems has the sampling
+# noise of 4 answers on 128 without verl's bootstrap of mean@k.
 TINY_SETTINGS = {
     "actor_rollout_ref.actor.optim.lr": "1e-6 is the GPU recipe's lr for 1.5B parameters; 1e-4 for 0.4M",
     "actor_rollout_ref.actor.optim.lr_warmup_steps": "full-lr first steps knocked the tiny policy back",
-    "actor_rollout_ref.rollout.val_kwargs.do_sample": "greedy validation: sampled validation of 128 problems "
-                                                      "is noisier than the change being measured",
-    "actor_rollout_ref.rollout.val_kwargs.n": "one greedy sample per problem",
-    "actor_rollout_ref.rollout.val_kwargs.temperature": "greedy",
+    "actor_rollout_ref.rollout.val_kwargs.n": "one answer on each of 512 problems: with n > 1 verl bootstraps "
+                                              "best/maj@k in Python (metric_utils.py:849), ~55 s a validation here",
+    "actor_rollout_ref.rollout.val_kwargs.temperature": "the rollout temperature: RL moved the tiny policy's "
+                                                        "sampled answers, not its greedy one",
 }
 
 
 # ---- steps of a run -------------------------------------------------------------------------
 def write_data(run: TinyRun, data_dir: Path) -> None:
     """train.parquet: enough problems for every step (held-out prompts excluded); val.parquet: the
-    warm-up's held-out problems, sampled flat (`single_turn_agent`) by every estimator."""
+    `val_problems` held-out problems (the warm-up never trained on them either), sampled flat
+    (`single_turn_agent`) by every estimator."""
     import pandas as pd
 
     from treerpo.warmup import held_out_problems
@@ -190,12 +194,12 @@ def write_data(run: TinyRun, data_dir: Path) -> None:
 
 
 def base_model(run: TinyRun, log=print) -> Path:
-    """The warmed-up starting checkpoint of this seed, made once."""
+    """The warmed-up starting checkpoint of this seed, made once (again if its warm-up settings change)."""
     from treerpo.warmup import warm_up
 
     path = run.base_dir
     marker = path / "warmup.json"
-    if marker.exists() and json.loads(marker.read_text()).get("config", {}).get("seed") == run.seed:
+    if marker.exists() and json.loads(marker.read_text()).get("config") == asdict(run.warmup_config()):
         log(f"base model: {path} (warm-up done before, {json.loads(marker.read_text())['held_out_acc']:.1%} held-out)")
         return path
     log("base model: supervised warm-up of a tiny Qwen2 on worked solutions ...")

@@ -1,0 +1,119 @@
+"""The reward path under load: four scoring processes at once, each importing torch first (as
+verl's reward workers do), score a few hundred answers that only math-verify can decide, with
+the default per-answer timeout. Every verdict must be right, none may time out, and the whole
+run must finish in bounded time."""
+
+import json
+import os
+import random
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import treerpo
+from treerpo.verifier import score_answer
+
+ROOT = Path(treerpo.__file__).resolve().parent.parent  # the tree under test
+WORKERS = 4
+PER_WORKER = 75  # 300 answers in all
+SCORING_BUDGET_S = 120.0  # per worker, torch import excluded; measured 15 s on 2 cores at load 9
+RUN_BUDGET_S = 300.0  # the whole run, start-up included; measured 31 s
+
+WORKER = r'''
+import json
+import sys
+import time
+
+import torch  # first, as in verl's reward workers: a heavy __main__ must not slow the helper
+
+import treerpo.verifier as verifier
+
+if __name__ == "__main__":
+    cases = json.loads(open(sys.argv[1]).read())
+    t0 = time.perf_counter()
+    results = []
+    for gold, pred, _ in cases:
+        v = verifier.score_answer(f"The answer is $\\boxed{{{pred}}}$.", gold)
+        results.append([v.method, v.correct])
+        if v.method in ("timeout", "helper_error"):
+            break  # one is already a failure; don't wait out the rest
+    stats = getattr(verifier, "verifier_stats", dict)()
+    out = {"results": results, "seconds": time.perf_counter() - t0, "stats": stats}
+    open(sys.argv[2], "w").write(json.dumps(out))
+'''
+
+
+def math_verify_cases(n: int, seed: int) -> list:
+    """(gold, answer, is it right) triples in forms only math-verify can compare:
+    rationalised roots, simplified roots, intervals, sets, polynomials; a third of them wrong."""
+    rng = random.Random(seed)
+    cases, seen = [], set()
+    while len(cases) < n:
+        i = len(cases)
+        a, c = rng.randint(2, 999), rng.randint(2, 999)
+        b = rng.choice([2, 3, 5, 6, 7, 10, 11, 13, 14, 15, 17, 19, 21, 22, 23])
+        kind = i % 5
+        if kind == 0:
+            gold = f"\\frac{{{a}\\sqrt{{{b}}}}}{{{b}}}"
+            right, wrong = f"\\frac{{{a}}}{{\\sqrt{{{b}}}}}", f"\\frac{{{a + 1}}}{{\\sqrt{{{b}}}}}"
+        elif kind == 1:
+            gold, right, wrong = f"\\sqrt{{{a * a * b}}}", f"{a}\\sqrt{{{b}}}", f"{a + 1}\\sqrt{{{b}}}"
+        elif kind == 2:
+            gold = f"[\\frac{{1}}{{{c}}}, {a})"
+            right, wrong = f"\\left[\\frac{{2}}{{{2 * c}}}, {a}\\right)", f"[\\frac{{1}}{{{c}}}, {a}]"
+        elif kind == 3:
+            gold = f"\\{{{a}, {c}, {a + c}\\}}"
+            right, wrong = f"\\{{{a + c}, {a}, {c}\\}}", f"\\{{{a}, {c}, {a + c + 1}\\}}"
+        else:
+            gold, right, wrong = f"(x+{a})^2", f"x^2+{2 * a}x+{a * a}", f"x^2+{a}x+{a * a}"
+        is_right = i % 3 != 0
+        pred = right if is_right else wrong
+        if (gold, pred) not in seen:  # distinct, so no verdict comes from the cache
+            seen.add((gold, pred))
+            cases.append((gold, pred, is_right))
+    return cases
+
+
+def test_cases_need_math_verify():
+    """Neither the string nor the number fast path decides any of them, and all are distinct."""
+    cases = math_verify_cases(WORKERS * PER_WORKER, seed=0)
+    assert len({(gold, pred) for gold, pred, _ in cases}) == len(cases)  # no cache hits
+    for gold, pred, _ in cases:
+        assert score_answer(f"\\boxed{{{pred}}}", gold, use_math_verify=False).method == "mismatch"
+
+
+def test_four_torch_workers_score_hundreds_of_math_verify_answers(tmp_path):
+    script = tmp_path / "worker.py"
+    script.write_text(WORKER)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+    cases = math_verify_cases(WORKERS * PER_WORKER, seed=0)
+    shards = [cases[k::WORKERS] for k in range(WORKERS)]
+    procs = []
+    t0 = time.perf_counter()
+    for k, shard in enumerate(shards):
+        (tmp_path / f"cases{k}.json").write_text(json.dumps(shard))
+        procs.append(subprocess.Popen([sys.executable, str(script), str(tmp_path / f"cases{k}.json"),
+                                       str(tmp_path / f"out{k}.json")], cwd=tmp_path, env=env))
+    try:
+        for p in procs:
+            assert p.wait(timeout=max(1.0, RUN_BUDGET_S - (time.perf_counter() - t0))) == 0
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+    wall = time.perf_counter() - t0
+    outs = [json.loads((tmp_path / f"out{k}.json").read_text()) for k in range(WORKERS)]
+    methods = [m for out in outs for m, _ in out["results"]]
+    assert "timeout" not in methods and "helper_error" not in methods, sorted(set(methods))
+    for shard, out in zip(shards, outs):
+        assert len(out["results"]) == len(shard)
+        for (gold, pred, is_right), (method, correct) in zip(shard, out["results"]):
+            assert (method, correct) == (("math_verify", True) if is_right else ("mismatch", False)), (gold, pred)
+        assert out["stats"]["timeouts"] == 0 and out["stats"]["helper_errors"] == 0
+        assert out["stats"]["math_verify_calls"] == len(shard)  # every answer compared by math-verify
+        assert out["stats"]["helper_starts"] == 1  # started once, warm throughout
+        assert out["seconds"] < SCORING_BUDGET_S
+    print(f"\n{len(methods)} math-verify answers from {WORKERS} torch workers in {wall:.1f} s wall; "
+          f"scoring {max(o['seconds'] for o in outs):.1f} s in the slowest worker")
