@@ -51,13 +51,15 @@ class WarmupConfig:
     eval_problems: int = 128  # the warm-up checks its accuracy on the first this many held-out problems
     held_out: int = 128  # held-out problems: a seeded stream no training batch draws from (warm-up or RL)
     eval_seed: int = 10_000  # the held-out stream's seed
+    held_out_distinct: bool = True  # each held-out problem once (warm-ups before 2026-11-22 drew repeats)
     max_tokens: int = 40
 
 
 def held_out_problems(cfg: WarmupConfig) -> list[Problem]:
     """The held-out problems, each once (verl's validation set in `treerpo train`); no training
     batch holds one. The warm-up checks itself on the first `eval_problems` of them."""
-    return problems(cfg.eval_seed + cfg.seed, max(cfg.held_out, cfg.eval_problems), cfg.task_steps, distinct=True)
+    return problems(cfg.eval_seed + cfg.seed, max(cfg.held_out, cfg.eval_problems), cfg.task_steps,
+                    distinct=cfg.held_out_distinct)
 
 
 def encode_prompt(tok, p: Problem) -> list[int]:

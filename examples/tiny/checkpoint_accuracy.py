@@ -50,8 +50,9 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0, help="sampling seed for --samples")
     args = ap.parse_args()
     model, tok = load(args.actor_dir, args.base)
-    info = WarmupConfig(**{k: v for k, v in json.loads((args.base / "warmup.json").read_text())["config"].items()
-                           if k in WarmupConfig.__dataclass_fields__})
+    config = json.loads((args.base / "warmup.json").read_text())["config"]
+    config.setdefault("held_out_distinct", False)  # a warm-up from before the option drew its held-out set so
+    info = WarmupConfig(**{k: v for k, v in config.items() if k in WarmupConfig.__dataclass_fields__})
     probs = held_out_problems(info)[: args.problems]
     acc = greedy_accuracy(model, tok, probs, info.max_tokens)
     print(f"greedy held-out accuracy of {args.actor_dir}: {acc:.4%} ({len(probs)} problems)")
