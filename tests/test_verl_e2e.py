@@ -137,8 +137,10 @@ def check_weights_synced(run, steps):
     for this peaky warmed-up model, as step 1 shows). At step 2 the actor holds the weights after
     step 1 (saved by verl as global_step_1). Had vLLM still held the starting weights, the logged
     difference would be the change between the two models on those tokens; we compute that
-    change here and require it to dwarf the logged difference, which must stay at step 1's
-    level."""
+    change here and require it to dwarf the logged difference (20x; it was 90-160x when this
+    bound was set), which must stay within the order of step 1's (5x or 1e-2: the bf16 noise
+    moves with the policy; measured 1.4-1.8e-3 at step 1 and 3.8-4.5e-3 at step 2, against a
+    change of 0.41-0.69 that a missed sync would show)."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     tok = AutoTokenizer.from_pretrained(run.base_dir)
@@ -149,8 +151,8 @@ def check_weights_synced(run, steps):
     change = (token_probs(w1.eval(), rows) - token_probs(w0, rows)).abs().mean().item()
     noise, logged = steps[0]["training/rollout_probs_diff_mean"], steps[1]["training/rollout_probs_diff_mean"]
     msg = f"rollout vs actor: step 1 {noise:.2e}, step 2 {logged:.2e}; start vs step-1 weights {change:.2e}"
-    assert logged < 2 * noise + 1e-4, msg
-    assert change > 5 * logged, msg
+    assert logged < max(5 * noise, 1e-2), msg
+    assert change > 20 * logged, msg
 
 
 def check_tree_rows(run, steps):
