@@ -45,7 +45,7 @@ def runs_dir(tmp_path_factory):
     from treerpo.warmup import WarmupConfig, warm_up
 
     root = tmp_path_factory.mktemp("e2e")
-    warm_up(WarmupConfig(seed=0, target_acc=1.1, max_steps=150, eval_every=150, eval_problems=16),
+    warm_up(WarmupConfig(seed=0, target_acc=1.1, max_steps=150, eval_every=150, eval_problems=16, held_out=16),
             out=root / "base-seed0", progress=False)
     return root
 
@@ -56,6 +56,7 @@ def run_estimator(runs_dir: Path, estimator: str) -> tuple[tiny_run.TinyRun, lis
         out=str(runs_dir / estimator),
         steps=STEPS,
         prompts_per_step=2,
+        val_problems=16,  # the warm-up above kept these 16 out (tiny_run.base_model reuses it)
         mini_batch_prompts=1,  # two actor updates per step
         test_freq=STEPS,  # validation after the last step
         lr=1e-2,

@@ -31,7 +31,7 @@ import os
 import subprocess
 import sys
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Optional
 
@@ -194,12 +194,15 @@ def write_data(run: TinyRun, data_dir: Path) -> None:
 
 
 def base_model(run: TinyRun, log=print) -> Path:
-    """The warmed-up starting checkpoint of this seed, made once (again if its warm-up settings change)."""
+    """The warmed-up starting checkpoint of this seed, made once; made again if the one there may
+    have trained on a validation problem (its held-out set is smaller than `val_problems`)."""
     from treerpo.warmup import warm_up
 
     path = run.base_dir
     marker = path / "warmup.json"
-    if marker.exists() and json.loads(marker.read_text()).get("config") == asdict(run.warmup_config()):
+    made = json.loads(marker.read_text()).get("config", {}) if marker.exists() else {}
+    if made.get("seed") == run.seed and made.get("held_out", made.get("eval_problems", 0)) >= run.val_problems \
+            and made.get("held_out_distinct", False):  # its warm-up kept every validation problem out
         log(f"base model: {path} (warm-up done before, {json.loads(marker.read_text())['held_out_acc']:.1%} held-out)")
         return path
     log("base model: supervised warm-up of a tiny Qwen2 on worked solutions ...")
