@@ -214,9 +214,12 @@ def test_tree_metrics_from_trees_and_rows():
     assert stats["generated_tokens"] == 6 * 3 and stats["flat_tokens"] == 4 * 6
     uids, rewards, mask = rows_from_trees([tree])
     pad = "pad0123"
-    m = tree_metrics([{"tree_stats": stats}, {}, {}, {}, {}], list(uids) + [pad],
+    # verl's padding row is a copy of the batch's first row, extra_fields (and so tree_stats) included
+    extra = [{"tree_stats": stats}, {}, {}, {}, {"tree_stats": stats}]
+    m = tree_metrics(extra, list(uids) + [pad],
                      torch.cat([rewards.sum(-1), torch.zeros(1)]), torch.cat([mask, torch.zeros(1, mask.shape[1])]),
-                     "recursive_mean")
+                     "recursive_mean", is_padding=[False] * 4 + [True])
+    assert m["tree/trees"] == 1
     assert m["tree/leaves_per_tree"] == 4 and m["tree/nodes"] == 6
     assert m["tree/flat_over_tree_tokens"] == 24 / 18
     assert m["tree/stop/max_depth"] == 4

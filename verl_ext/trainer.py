@@ -31,10 +31,16 @@ def advantage_reward_corr(advantages, response_mask, rewards) -> float:
 
 
 def tree_metrics(extra_fields: list, uids: list, leaf_rewards, response_mask, value_rule: str,
-                 advantages=None) -> dict:
-    """`tree/*` metrics from the rows of one step (rows of flat samples are skipped)."""
-    metrics = aggregate(ef["tree_stats"] for ef in extra_fields if isinstance(ef, dict) and "tree_stats" in ef)
-    rows = [i for i, u in enumerate(uids) if isinstance(u, str) and topology.SEP + topology.FORMAT + topology.SEP in u]
+                 advantages=None, is_padding=None) -> dict:
+    """`tree/*` metrics from the rows of one step. Rows of flat samples and verl's padding rows are
+    skipped: verl pads a batch with copies of its first row's fields, extra_fields included
+    (verl/trainer/ppo/padding_utils.py, construct_minimal_padding_template), so a padding row can
+    carry a copy of a tree's `tree_stats`; it has its own "pad..." uid and the `is_padding` tag."""
+    is_padding = is_padding if is_padding is not None else [False] * len(uids)
+    rows = [i for i, u in enumerate(uids)
+            if not is_padding[i] and isinstance(u, str) and topology.SEP + topology.FORMAT + topology.SEP in u]
+    metrics = aggregate(extra_fields[i]["tree_stats"] for i in rows
+                        if isinstance(extra_fields[i], dict) and "tree_stats" in extra_fields[i])
     if rows:
         table = node_table.build([uids[i] for i in rows], response_mask[rows])
         metrics["tree/zero_variance_group_frac"] = zero_variance_group_fraction(table, leaf_rewards[rows], value_rule)
@@ -100,4 +106,5 @@ class TreeSyncTrainer(PPOTrainerSync):
         padded = data.to_padded_tensor()
         rewards = padded["rm_scores"].sum(-1)
         metrics.update(tree_metrics(extra, uids, rewards, padded["response_mask"],
-                                    advantage_options(self.config).value_rule, padded["advantages"]))
+                                    advantage_options(self.config).value_rule, padded["advantages"],
+                                    is_padding=[bool(tag.get("is_padding", False)) for tag in batch.tags]))
