@@ -26,6 +26,7 @@ from pathlib import Path
 
 from treerpo import verifier
 from treerpo.verifier import score_answer, start_helper, verifier_stats
+from treerpo.verify_cases import math_verify_cases
 from treerpo.verify_helper import WARM_UP, equivalent
 
 
@@ -49,32 +50,6 @@ def make_cases(n: int, seed: int = 0):
             cases.append((f"I think it is {a}.", f"{a}"))
         else:
             cases.append(("\\boxed{" + "{" * (a % 500) + f"{a}", f"{a}"))
-    return cases
-
-
-def make_math_verify_cases(n: int, seed: int = 1):
-    """Distinct (response, gold) pairs that neither the string nor the number fast path can decide."""
-    rng = random.Random(seed)
-    cases, seen = [], set()
-    while len(cases) < n:
-        i = len(cases)
-        a, c = rng.randint(2, 999), rng.randint(2, 999)
-        b = rng.choice([2, 3, 5, 6, 7, 10, 11, 13, 14, 15, 17, 19, 21, 22, 23])
-        kind, right = i % 5, i % 3 != 0
-        if kind == 0:
-            gold, pred = f"\\frac{{{a}\\sqrt{{{b}}}}}{{{b}}}", f"\\frac{{{a if right else a + 1}}}{{\\sqrt{{{b}}}}}"
-        elif kind == 1:
-            gold, pred = f"\\sqrt{{{a * a * b}}}", f"{a if right else a + 1}\\sqrt{{{b}}}"
-        elif kind == 2:
-            gold = f"[\\frac{{1}}{{{c}}}, {a})"
-            pred = f"\\left[\\frac{{2}}{{{2 * c}}}, {a}\\right)" if right else f"[\\frac{{1}}{{{c}}}, {a}]"
-        elif kind == 3:
-            gold, pred = f"\\{{{a}, {c}, {a + c}\\}}", f"\\{{{a + c}, {a}, {c + (0 if right else 1)}\\}}"
-        else:
-            gold, pred = f"(x+{a})^2", f"x^2+{2 * a if right else a}x+{a * a}"
-        if (pred, gold) not in seen:
-            seen.add((pred, gold))
-            cases.append((f"\\boxed{{{pred}}}", gold))
     return cases
 
 
@@ -137,7 +112,7 @@ def main() -> None:
     print(f"  baseline, same mix without math-verify: {fast_rate:.0f} answers/s; "
           f"mix / baseline = {rate / fast_rate:.3f}x")
 
-    mv_cases = make_math_verify_cases(args.n_mv)
+    mv_cases = [(f"\\boxed{{{pred}}}", gold) for gold, pred, _ in math_verify_cases(args.n_mv, seed=1)]
     mv_verdicts, mv_secs, mv_cpu, mv_timeouts = timed_scores(mv_cases, args.timeout)
     mv_rate = args.n_mv / mv_secs
     ms = sorted(v.ms for v in mv_verdicts)

@@ -8,7 +8,7 @@ def test_entry_point_registers_estimators_in_fresh_process():
     code = (
         "import sys, verl; from verl.trainer.ppo.core_algos import get_adv_estimator_fn as g; "
         "g('treerpo'); g('treepo'); "
-        "from verl.experimental.agent_loop.agent_loop import _agent_loop_registry as r; assert 'tree_agent' in r; "
+        "from verl.experimental.agent_loop.agent_loop import _agent_loop_registry as r; assert 'tree_agent' in r and 'seeded_single_turn_agent' in r; "
         "from verl.trainer.ppo.v1 import get_trainer_cls; get_trainer_cls('tree_sync'); "
         "assert 'verl_ext.plugin' in sys.modules, 'registered by something other than the entry point'"
     )

@@ -32,6 +32,44 @@ def test_warm_up_trains_and_writes_a_loadable_checkpoint(tmp_path):
     assert greedy_accuracy(again, tok2, probs, 12) == greedy_accuracy(model, tok, probs, 12)
 
 
+def test_shipped_warm_up_is_the_default_runs_start_and_loads():
+    """examples/tiny/base-seed0 was made with today's warm-up config (else `treerpo train` would
+    ignore it and warm up): regenerate it with `treerpo warmup --seed 0 --out examples/tiny/base-seed0`
+    when WarmupConfig changes. It loads, and its greedy accuracy is the one warmup.json records."""
+    from dataclasses import asdict
+
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    run = tiny_run.TinyRun()
+    path = tiny_run.SHIPPED_BASES / "base-seed0"
+    info = json.loads((path / "warmup.json").read_text())
+    assert info["config"] == asdict(run.warmup_config())
+    assert tiny_run.shipped_base(run) == path
+    assert tiny_run.shipped_base(tiny_run.TinyRun(seed=1)) is None  # not shipped: warmed up
+    assert tiny_run.shipped_base(tiny_run.TinyRun(val_problems=1024)) is None  # another held-out set
+    cfg = run.warmup_config()
+    model = AutoModelForCausalLM.from_pretrained(path).eval()
+    acc = greedy_accuracy(model, AutoTokenizer.from_pretrained(path), held_out_problems(cfg)[: cfg.eval_problems],
+                          cfg.max_tokens)
+    assert acc == pytest.approx(info["held_out_acc"], abs=1.5 / cfg.eval_problems)
+    assert 0.1 <= acc <= 0.5  # the band the issue asks the policy to start in
+
+
+def test_base_model_copies_the_shipped_warm_up(tmp_path, monkeypatch):
+    from treerpo import warmup
+
+    monkeypatch.setattr(warmup, "warm_up", lambda *a, **k: pytest.fail("warmed up although a shipped base fits"))
+    run = tiny_run.TinyRun(out=str(tmp_path / "treerpo-seed0"))
+    (run.base_dir).mkdir(parents=True)
+    (run.base_dir / "stale.txt").write_text("left by an older warm-up without warmup.json")
+    path = tiny_run.base_model(run, log=lambda *_: None)
+    assert path == run.base_dir and not (path / "stale.txt").exists()
+    shipped = tiny_run.SHIPPED_BASES / "base-seed0"
+    for f in shipped.iterdir():
+        assert (path / f.name).read_bytes() == f.read_bytes()
+    assert tiny_run.base_model(run, log=lambda *_: None) == path  # now kept where it is
+
+
 def test_warm_up_undoes_an_interval_that_overshoots_max_acc(tmp_path, monkeypatch):
     import dataclasses
 
@@ -97,7 +135,7 @@ def test_data_is_verl_parquet_with_flat_validation(tmp_path):
     train = pd.read_parquet(tmp_path / "data" / "train.parquet")
     val = pd.read_parquet(tmp_path / "data" / "val.parquet")
     assert len(train) == 12 and len(val) == run.val_problems == 512
-    assert set(val["agent_name"]) == {"single_turn_agent"} and "agent_name" not in train
+    assert set(val["agent_name"]) == {"seeded_single_turn_agent"} and "agent_name" not in train
     assert not set(train["prompt"].map(lambda m: m[0]["content"])) & set(val["prompt"].map(lambda m: m[0]["content"]))
     with initialize_config_module(config_module="verl.trainer.config", version_base=None):
         cfg = compose("ppo_trainer")

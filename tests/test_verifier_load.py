@@ -5,7 +5,6 @@ run must finish in bounded time."""
 
 import json
 import os
-import random
 import subprocess
 import sys
 import time
@@ -13,6 +12,7 @@ from pathlib import Path
 
 import treerpo
 from treerpo.verifier import score_answer
+from treerpo.verify_cases import math_verify_cases
 
 ROOT = Path(treerpo.__file__).resolve().parent.parent  # the tree under test
 WORKERS = 4
@@ -42,37 +42,6 @@ if __name__ == "__main__":
     out = {"results": results, "seconds": time.perf_counter() - t0, "stats": stats}
     open(sys.argv[2], "w").write(json.dumps(out))
 '''
-
-
-def math_verify_cases(n: int, seed: int) -> list:
-    """(gold, answer, is it right) triples in forms only math-verify can compare:
-    rationalised roots, simplified roots, intervals, sets, polynomials; a third of them wrong."""
-    rng = random.Random(seed)
-    cases, seen = [], set()
-    while len(cases) < n:
-        i = len(cases)
-        a, c = rng.randint(2, 999), rng.randint(2, 999)
-        b = rng.choice([2, 3, 5, 6, 7, 10, 11, 13, 14, 15, 17, 19, 21, 22, 23])
-        kind = i % 5
-        if kind == 0:
-            gold = f"\\frac{{{a}\\sqrt{{{b}}}}}{{{b}}}"
-            right, wrong = f"\\frac{{{a}}}{{\\sqrt{{{b}}}}}", f"\\frac{{{a + 1}}}{{\\sqrt{{{b}}}}}"
-        elif kind == 1:
-            gold, right, wrong = f"\\sqrt{{{a * a * b}}}", f"{a}\\sqrt{{{b}}}", f"{a + 1}\\sqrt{{{b}}}"
-        elif kind == 2:
-            gold = f"[\\frac{{1}}{{{c}}}, {a})"
-            right, wrong = f"\\left[\\frac{{2}}{{{2 * c}}}, {a}\\right)", f"[\\frac{{1}}{{{c}}}, {a}]"
-        elif kind == 3:
-            gold = f"\\{{{a}, {c}, {a + c}\\}}"
-            right, wrong = f"\\{{{a + c}, {a}, {c}\\}}", f"\\{{{a}, {c}, {a + c + 1}\\}}"
-        else:
-            gold, right, wrong = f"(x+{a})^2", f"x^2+{2 * a}x+{a * a}", f"x^2+{a}x+{a * a}"
-        is_right = i % 3 != 0
-        pred = right if is_right else wrong
-        if (gold, pred) not in seen:  # distinct, so no verdict comes from the cache
-            seen.add((gold, pred))
-            cases.append((gold, pred, is_right))
-    return cases
 
 
 def test_cases_need_math_verify():

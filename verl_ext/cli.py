@@ -1,11 +1,17 @@
 """`treerpo` command line.
 
-    treerpo train [--estimator grpo|treerpo|treepo] [--seed 0] [--steps 40] [--out DIR] [overrides ...]
+    treerpo train [--estimator grpo|treerpo|treepo] [--seed 0] [--steps 30] [--out DIR] [overrides ...]
+    treerpo warmup [--seed 0] --out DIR
+
 
 `train` runs verl 0.9.1's own trainer on this machine's CPU on the embedded default (a tiny
 Qwen2 on the bundled arithmetic task; verl_ext/tiny_run.py). Extra arguments are Hydra
 overrides for verl's config, passed last (e.g. `tree.advantage.norm=group`,
 `actor_rollout_ref.actor.optim.lr=5e-5`).
+
+`warmup` makes the starting checkpoint `train` uses for a seed (a supervised warm-up of the tiny
+model; treerpo/warmup.py). The project ships seed 0's, made with
+`treerpo warmup --seed 0 --out examples/tiny/base-seed0`; `train` copies it instead of warming up.
 """
 
 from __future__ import annotations
@@ -38,7 +44,16 @@ def main(argv=None) -> int:
     tr.add_argument("--check-only", action="store_true",
                     help="compose and validate the config (verl_ext.check), launch nothing")
     tr.add_argument("overrides", nargs="*", help="Hydra overrides for verl's config, passed last")
+    wu = sub.add_parser("warmup", help="make the tiny model's starting checkpoint for a seed (what train starts from)")
+    wu.add_argument("--seed", type=int, default=defaults.seed)
+    wu.add_argument("--out", required=True, help="directory for the checkpoint (HF format) and warmup.json")
     args = ap.parse_args(argv)
+    if args.cmd == "warmup":
+        from treerpo.warmup import warm_up
+
+        _, _, acc = warm_up(tiny_run.TinyRun(seed=args.seed).warmup_config(), out=args.out)
+        print(f"warm-up: {args.out} ({acc:.1%} greedy held-out accuracy)")
+        return 0
     run = tiny_run.TinyRun(estimator=args.estimator, seed=args.seed, steps=args.steps, out=args.out,
                            prompts_per_step=args.prompts_per_step, test_freq=args.test_freq,
                            extra=list(args.overrides))

@@ -6,7 +6,8 @@ registries, each registered when its registry's module is imported (verl_ext.imp
 verl processes never import them, and importing them here would cost each process seconds):
 
     verl.trainer.ppo.core_algos     estimators "treerpo", "treepo"      (verl_ext.estimators)
-    verl.experimental.agent_loop    agent loop "tree_agent"             (verl_ext.agent_loop)
+    verl.experimental.agent_loop    agent loops "tree_agent"            (verl_ext.agent_loop)
+                                    "seeded_single_turn_agent"          (verl_ext.seeded_agent)
     verl.trainer.ppo.v1             trainer mode "tree_sync"            (verl_ext.trainer)
 
 verl swallows plugin import errors at DEBUG level, so tests check that the registrations
@@ -21,11 +22,12 @@ from verl_ext.import_hooks import when_imported
 if cpu.wanted():
     cpu.enable()
 
-REGISTRATIONS = {
-    "verl.trainer.ppo.core_algos": "verl_ext.estimators",
-    "verl.experimental.agent_loop": "verl_ext.agent_loop",
-    "verl.trainer.ppo.v1": "verl_ext.trainer",
-}
+REGISTRATIONS = [
+    ("verl.trainer.ppo.core_algos", "verl_ext.estimators"),
+    ("verl.experimental.agent_loop", "verl_ext.agent_loop"),
+    ("verl.experimental.agent_loop", "verl_ext.seeded_agent"),
+    ("verl.trainer.ppo.v1", "verl_ext.trainer"),
+]
 
-for _registry, _ours in REGISTRATIONS.items():
+for _registry, _ours in REGISTRATIONS:
     when_imported(_registry, lambda _module, ours=_ours: importlib.import_module(ours))

@@ -37,6 +37,8 @@ from typing import Optional
 
 from treerpo.arith_task import DATA_SOURCE, problems, verl_row
 
+SEEDED_AGENT = "seeded_single_turn_agent"  # verl_ext.seeded_agent (not imported here: it imports verl)
+
 # What examples/common.sh sets for every GPU run (verl's GRPO recipe for Qwen2.5-Math), minus
 # what the CPU preset or SIZES set. Keep the two in step: tests/test_cpu_preset.py diffs them.
 RECIPE = [
@@ -178,8 +180,10 @@ TINY_SETTINGS = {
 # ---- steps of a run -------------------------------------------------------------------------
 def write_data(run: TinyRun, data_dir: Path) -> None:
     """train.parquet: enough problems for every step (held-out prompts excluded); val.parquet: the
-    `val_problems` held-out problems (the warm-up never trained on them either), sampled flat
-    (`single_turn_agent`) by every estimator."""
+    `val_problems` held-out problems (the warm-up never trained on them either), sampled flat by
+    every estimator, each with its own fixed vLLM seed (`seeded_single_turn_agent`, verl's
+    single-turn agent plus the seed: every validation of the run draws the same random numbers
+    for a problem, so the curve shows the policy's change rather than resampling noise)."""
     import pandas as pd
 
     from treerpo.warmup import held_out_problems
@@ -189,21 +193,51 @@ def write_data(run: TinyRun, data_dir: Path) -> None:
     exclude = frozenset(p.prompt for p in held_out)
     train = problems(20_000 + run.seed, run.steps * run.prompts_per_step, exclude=exclude)
     pd.DataFrame([verl_row(p, "train", i) for i, p in enumerate(train)]).to_parquet(data_dir / "train.parquet")
-    pd.DataFrame([verl_row(p, "test", i, agent_name="single_turn_agent") for i, p in enumerate(held_out)]).to_parquet(
+    pd.DataFrame([verl_row(p, "test", i, agent_name=SEEDED_AGENT) for i, p in enumerate(held_out)]).to_parquet(
         data_dir / "val.parquet")
 
 
+# Warm-ups the project ships (examples/tiny/base-seed<k>/, made by `treerpo warmup --seed k --out
+# examples/tiny/base-seed<k>`): a run whose warm-up config equals a shipped one's starts from it
+# instead of spending ~2 minutes on the warm-up. Absent from a non-editable install: then it warms up.
+SHIPPED_BASES = Path(__file__).resolve().parents[1] / "examples" / "tiny"
+
+
+def _made_with(path: Path) -> dict:
+    marker = path / "warmup.json"
+    return json.loads(marker.read_text()) if marker.exists() else {}
+
+
+def shipped_base(run: TinyRun) -> Optional[Path]:
+    """The shipped warm-up of this run's seed, if it was made with exactly this run's warm-up config."""
+    from dataclasses import asdict
+
+    path = SHIPPED_BASES / f"base-seed{run.seed}"
+    return path if _made_with(path).get("config") == asdict(run.warmup_config()) else None
+
+
 def base_model(run: TinyRun, log=print) -> Path:
-    """The warmed-up starting checkpoint of this seed, made once; made again if the one there may
-    have trained on a validation problem (its held-out set is smaller than `val_problems`)."""
+    """The warmed-up starting checkpoint of this seed, in `run.base_dir`: kept if there already
+    (and its held-out set covers `val_problems`, so no validation problem was trained on), else
+    copied from the shipped warm-up of the same config, else made by a supervised warm-up."""
+    import shutil
+
     from treerpo.warmup import warm_up
 
     path = run.base_dir
-    marker = path / "warmup.json"
-    made = json.loads(marker.read_text()).get("config", {}) if marker.exists() else {}
-    if made.get("seed") == run.seed and made.get("held_out", made.get("eval_problems", 0)) >= run.val_problems \
-            and made.get("held_out_distinct", False):  # its warm-up kept every validation problem out
-        log(f"base model: {path} (warm-up done before, {json.loads(marker.read_text())['held_out_acc']:.1%} held-out)")
+    made = _made_with(path)
+    config = made.get("config", {})
+    if config.get("seed") == run.seed and config.get("held_out", config.get("eval_problems", 0)) >= run.val_problems \
+            and config.get("held_out_distinct", False):  # its warm-up kept every validation problem out
+        log(f"base model: {path} (warm-up done before, {made['held_out_acc']:.1%} held-out)")
+        return path
+    shipped = shipped_base(run)
+    if shipped is not None:
+        if path.exists():
+            shutil.rmtree(path)
+        shutil.copytree(shipped, path)
+        log(f"base model: {path} (the shipped warm-up {shipped}, {_made_with(path)['held_out_acc']:.1%} greedy "
+            "held-out accuracy)")
         return path
     log("base model: supervised warm-up of a tiny Qwen2 on worked solutions ...")
     _, _, acc = warm_up(run.warmup_config(), out=path)
