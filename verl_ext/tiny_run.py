@@ -151,6 +151,7 @@ class TinyRun:
             "trainer.project_name=treerpo-tiny",
             f"trainer.experiment_name={self.estimator}-seed{self.seed}",
             f"trainer.default_local_dir={out / 'checkpoints'}",
+            f"trainer.validation_data_dir={out / 'validation'}",  # per-problem outcomes: verl_ext.val_dump
         ] + ([f"tree.rollout.seed={self.seed}", f"actor_rollout_ref.rollout.seed={42 + self.seed}"]
              if self.seed else []) + [  # verl's default vLLM seed is 42
             "actor_rollout_ref.rollout.val_kwargs.do_sample=True", "actor_rollout_ref.rollout.val_kwargs.n=1",
@@ -310,7 +311,9 @@ def plot(rows: list[dict], path: Path, title: str) -> None:
     plt.close(fig)
 
 
-def summarize(run: TinyRun, rows: list[dict], seconds: float) -> dict:
+def summarize(run: TinyRun, rows: list[dict], seconds: float, val_dir: Optional[Path] = None) -> dict:
+    from verl_ext.val_dump import run_change
+
     key = val_key(rows)
     val = [(r["step"], r[key]) for r in rows if key and key in r]
     return {
@@ -321,6 +324,8 @@ def summarize(run: TinyRun, rows: list[dict], seconds: float) -> dict:
         "val_acc_start": val[0][1] if val else None,
         "val_acc_final": val[-1][1] if val else None,
         "val_curve": val,
+        # problems gained / lost from the first validation to the last, and the sign test's p
+        "val_paired": run_change(val_dir) if val_dir is not None else None,
         "train_reward_first": next((r["critic/score/mean"] for r in rows if "critic/score/mean" in r), None),
         "train_reward_last": next((r["critic/score/mean"] for r in reversed(rows) if "critic/score/mean" in r), None),
         "seconds": round(seconds, 1),
@@ -328,7 +333,7 @@ def summarize(run: TinyRun, rows: list[dict], seconds: float) -> dict:
 
 
 OUTPUTS = ("checkpoints", "tensorboard", "metrics.jsonl", "metrics.*.jsonl", "trees.jsonl", "train.log", "learning_curve.png",
-           "summary.json", "rollouts")
+           "summary.json", "rollouts", "validation")
 
 
 def clear_outputs(out: Path, log=print) -> None:
@@ -369,7 +374,7 @@ def train(run: TinyRun, verbose: bool = False, resume: bool = False, log=print,
         tail = (out / "train.log").read_text(errors="replace").splitlines()[-40:]
         raise RuntimeError(f"verl's trainer exited with {rc}; last lines of {out / 'train.log'}:\n" + "\n".join(tail))
     plot(rows, out / "learning_curve.png", f"{run.estimator}, seed {run.seed} (verl on CPU, tiny Qwen2)")
-    summary = summarize(run, rows, time.perf_counter() - t0)
+    summary = summarize(run, rows, time.perf_counter() - t0, out / "validation")
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     return summary
 
@@ -445,6 +450,11 @@ def report(summary: dict) -> str:
     if a is not None and b is not None and not (math.isnan(a) or math.isnan(b)):
         lines.append(f"held-out accuracy ({summary['val_metric']}): {a:.1%} before RL -> {b:.1%} after "
                      f"({100 * (b - a):+.1f} points)")
+    paired = summary.get("val_paired")
+    if paired:
+        lines.append(f"  problem by problem (step {paired['from_step']} -> {paired['to_step']}, "
+                     f"{paired['problems']} problems): {paired['gained']} gained, {paired['lost']} lost; "
+                     f"sign test p = {paired['p_value']:.2g}")
     return "\n".join(lines)
 
 
