@@ -19,7 +19,7 @@ import torch
 import verl  # noqa: F401  loads the treerpo plugin
 from verl.trainer.ppo.core_algos import get_adv_estimator_fn
 
-from treerpo import topology
+from treerpo.advantages import topology
 
 
 def make_batch(prompts: int, leaves: int, length: int, depth: int, seed: int = 0):

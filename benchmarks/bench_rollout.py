@@ -22,10 +22,10 @@ import time
 
 import torch
 
-from treerpo.local_engine import LocalEngine
-from treerpo.options import RolloutOptions
-from treerpo.sampler import sample_tree
-from treerpo.segments import SegmentSource
+from treerpo.engines.local import LocalEngine
+from treerpo.sampling.options import RolloutOptions
+from treerpo.sampling.sampler import sample_tree
+from treerpo.sampling.segments import SegmentSource
 
 SHAPES = {
     "tiny": dict(hidden=64, layers=2, heads=4, kv_heads=2, intermediate=128),
@@ -88,7 +88,7 @@ def main() -> None:
     ap.add_argument("--max-batch", type=int, default=256)
     args = ap.parse_args()
 
-    from treerpo.tiny import build_model
+    from treerpo.tiny.model import build_model
 
     model = build_model(4096, seed=0, **SHAPES[args.shape]).to(device=args.device, dtype=getattr(torch, args.dtype))
     engine = LocalEngine(model, eos_token_ids=[NEVER], pad_token_id=0, max_batch_size=args.max_batch)

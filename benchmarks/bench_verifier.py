@@ -24,10 +24,10 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from treerpo import verifier
-from treerpo.verifier import score_answer, start_helper, verifier_stats
-from treerpo.verify_cases import math_verify_cases
-from treerpo.verify_helper import WARM_UP, equivalent
+from treerpo.reward import verifier
+from treerpo.reward.cases import math_verify_cases
+from treerpo.reward.helper import WARM_UP, equivalent
+from treerpo.reward.verifier import score_answer, start_helper, verifier_stats
 
 
 def make_cases(n: int, seed: int = 0):

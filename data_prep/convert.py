@@ -26,7 +26,7 @@ import numpy as np
 from tqdm import tqdm
 
 from data_prep.sources import DEFAULT_INSTRUCTION, Source
-from treerpo.verifier import MAX_ANSWER_CHARS, gsm8k_answer, last_boxed
+from treerpo.reward.verifier import MAX_ANSWER_CHARS, gsm8k_answer, last_boxed
 
 NGRAM = 13
 # Far beyond any question of the MATH family (the longest are a few thousand characters); the

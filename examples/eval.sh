@@ -15,10 +15,10 @@ for b in $BENCHES; do files+=("$DATA_DIR/$b.parquet"); done
 dirs=()
 for c in $CKPTS; do
   d="$OUT/$(basename "$c")"
-  "$PYTHON" -m treerpo.evaluate --model "$c" --data "${files[@]}" --k "${K:-16}" --temperature "${TEMPERATURE:-0.6}" \
+  "$PYTHON" -m treerpo.tools.evaluate --model "$c" --data "${files[@]}" --k "${K:-16}" --temperature "${TEMPERATURE:-0.6}" \
     --max-tokens "${MAX_TOKENS:-3072}" --engine "${ENGINE:-auto}" --seed "${SEED:-0}" --out "$d"
   dirs+=("$d")
 done
 if [ "${#dirs[@]}" -ge 2 ]; then
-  "$PYTHON" -m treerpo.evaluate --compare "${dirs[0]}" "${dirs[1]}"
+  "$PYTHON" -m treerpo.tools.evaluate --compare "${dirs[0]}" "${dirs[1]}"
 fi

@@ -11,7 +11,7 @@ from hydra import compose, initialize_config_module
 from verl.utils.dataset.rl_dataset import RLHFDataset
 
 from data_prep.prepare import main
-from treerpo.tiny import build_tokenizer
+from treerpo.tiny.model import build_tokenizer
 
 FIX = Path(__file__).parent / "fixtures"
 LOCAL = {"math": "math_train.jsonl", "math500": "math500.jsonl", "aime24": "aime24.parquet", "amc23": "amc23.json",

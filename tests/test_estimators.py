@@ -12,10 +12,10 @@ from verl.trainer.ppo.ray_trainer import compute_advantage
 from verl.trainer.ppo.v1.utils import compute_advantage_for_multi_trajectories
 
 from tests.helpers import build_tree, rows_from_trees
-from treerpo import node_table
-from treerpo.options import AdvantageOptions
-from treerpo.segment_advantage import treepo_row_advantages
-from treerpo.step_advantage import step_level_advantages
+from treerpo.advantages import node_table
+from treerpo.advantages.segment import treepo_row_advantages
+from treerpo.advantages.step import step_level_advantages
+from treerpo.sampling.options import AdvantageOptions
 
 treerpo_fn = get_adv_estimator_fn("treerpo")
 treepo_fn = get_adv_estimator_fn("treepo")
@@ -347,7 +347,7 @@ def test_treepo_once_equals_every_row_without_shared_segments():
 
 
 def test_treepo_node_advantages_are_leaf_means():
-    from treerpo.segment_advantage import treepo_node_advantages
+    from treerpo.advantages.segment import treepo_node_advantages
 
     uids, rewards, mask = hand_batch()
     table = node_table.build(uids, mask)

@@ -9,9 +9,9 @@ import pytest
 
 from data_prep.prepare import main as prepare
 from tests.test_data_prep import FIX
-import treerpo.evaluate as evaluate_module
-from treerpo.evaluate import bootstrap_ci, compare, main
-from treerpo.tiny import save_tiny
+import treerpo.tools.evaluate as evaluate_module
+from treerpo.tiny.model import save_tiny
+from treerpo.tools.evaluate import bootstrap_ci, compare, main
 
 
 @pytest.fixture(scope="module")

@@ -51,7 +51,7 @@ def test_prepare_data_and_eval_scripts(tmp_path):
     out = run(EXAMPLES / "prepare_data.sh", {"DATA_DIR": str(data)}, *local)
     assert out.returncode == 0, out.stderr[-2000:]
     assert (data / "train.parquet").exists() and (data / "olympiadbench.parquet").exists()
-    from treerpo.tiny import save_tiny
+    from treerpo.tiny.model import save_tiny
 
     a, b = save_tiny(tmp_path / "ckpt_a", seed=1), save_tiny(tmp_path / "ckpt_b", seed=2)
     out = run(EXAMPLES / "eval.sh", {"CKPTS": f"{a} {b}", "DATA_DIR": str(data), "K": "2", "MAX_TOKENS": "8",

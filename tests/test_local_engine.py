@@ -5,12 +5,12 @@ import asyncio
 import pytest
 import torch
 
-from treerpo.local_engine import LocalEngine
-from treerpo.options import RolloutOptions
-from treerpo.rows import leaf_rows
-from treerpo.sampler import sample_tree
-from treerpo.segments import SegmentSource
-from treerpo.tiny import build_model, build_tokenizer
+from treerpo.engines.local import LocalEngine
+from treerpo.sampling.options import RolloutOptions
+from treerpo.sampling.rows import leaf_rows
+from treerpo.sampling.sampler import sample_tree
+from treerpo.sampling.segments import SegmentSource
+from treerpo.tiny.model import build_model, build_tokenizer
 
 
 @pytest.fixture(scope="module")

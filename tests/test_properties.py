@@ -10,9 +10,9 @@ from hypothesis import strategies as st
 from verl.trainer.ppo.core_algos import get_adv_estimator_fn
 
 from tests.helpers import random_tree, rows_from_trees
-from treerpo import node_table
-from treerpo.options import AdvantageOptions
-from treerpo.step_advantage import step_level_advantages
+from treerpo.advantages import node_table
+from treerpo.advantages.step import step_level_advantages
+from treerpo.sampling.options import AdvantageOptions
 
 treerpo_fn = get_adv_estimator_fn("treerpo")
 treepo_fn = get_adv_estimator_fn("treepo")
@@ -121,7 +121,7 @@ def test_treepo_root_group_sums_to_zero_on_one_level(params):
     """One-level trees: A_i = R_i - mean over the prompt, so each prompt's A_i sum to zero."""
     seed, n, _, branch, kind, once, equal = params
     _, trees, uids, rewards, mask = make((seed, n, 1, branch, kind, once, equal))
-    from treerpo.segment_advantage import treepo_row_advantages
+    from treerpo.advantages.segment import treepo_row_advantages
     table = node_table.build(uids, mask)
     a = treepo_row_advantages(table, rewards.sum(-1), AdvantageOptions())
     sums = torch.zeros(table.num_nodes, dtype=torch.float64).index_add_(0, table.row_root, a)

@@ -9,12 +9,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tests.fake_engine import ScriptedEngine
-from treerpo.divergence import split_budget
-from treerpo.options import RolloutOptions
-from treerpo.rows import leaf_rows
-from treerpo.sampler import sample_tree
-from treerpo.segments import SegmentSource, is_repetitive
-from treerpo.tree import StopReason
+from treerpo.sampling.divergence import split_budget
+from treerpo.sampling.options import RolloutOptions
+from treerpo.sampling.rows import leaf_rows
+from treerpo.sampling.sampler import sample_tree
+from treerpo.sampling.segments import SegmentSource, is_repetitive
+from treerpo.sampling.tree import StopReason
 
 PROMPT = [1, 1, 1]
 EOS = 2
@@ -204,7 +204,7 @@ def test_tree_metrics_from_trees_and_rows():
     import torch
 
     from tests.helpers import rows_from_trees
-    from treerpo.tree_metrics import tree_stats
+    from treerpo.tools.tree_metrics import tree_stats
     from verl_ext.trainer import tree_metrics
 
     tree, _ = run(call_tokens, RolloutOptions(method="treerpo", branching=2, depth=2, step_tokens=3))

@@ -10,9 +10,9 @@ import pytest
 from hydra import compose, initialize_config_module
 from verl.utils.dataset.rl_dataset import RLHFDataset
 
-from treerpo.arith_task import problems
-from treerpo.tiny import build_tokenizer
-from treerpo.warmup import WarmupConfig, greedy_accuracy, held_out_problems, warm_up
+from treerpo.tiny.model import build_tokenizer
+from treerpo.tiny.task import problems
+from treerpo.tiny.warmup import WarmupConfig, greedy_accuracy, held_out_problems, warm_up
 from verl_ext import report, tiny_run
 
 SMALL = WarmupConfig(hidden=64, layers=1, heads=2, kv_heads=1, intermediate=64, batch=8, max_steps=3, eval_every=2,
@@ -56,7 +56,7 @@ def test_shipped_warm_up_is_the_default_runs_start_and_loads():
 
 
 def test_base_model_copies_the_shipped_warm_up(tmp_path, monkeypatch):
-    from treerpo import warmup
+    from treerpo.tiny import warmup
 
     monkeypatch.setattr(warmup, "warm_up", lambda *a, **k: pytest.fail("warmed up although a shipped base fits"))
     run = tiny_run.TinyRun(out=str(tmp_path / "treerpo-seed0"))
@@ -75,7 +75,7 @@ def test_warm_up_undoes_an_interval_that_overshoots_max_acc(tmp_path, monkeypatc
 
     import torch
 
-    from treerpo import warmup
+    from treerpo.tiny import warmup
 
     seen = []
 
@@ -109,7 +109,7 @@ def test_warm_up_never_trains_on_the_validation_set(tmp_path, monkeypatch):
     every validation problem must still be kept out of the warm-up's batches."""
     import dataclasses
 
-    from treerpo import warmup
+    from treerpo.tiny import warmup
 
     run = tiny_run.TinyRun(out=str(tmp_path / "run"), steps=1, prompts_per_step=4, val_problems=300)
     cfg = dataclasses.replace(SMALL, held_out=run.val_problems, batch=64, max_steps=40, eval_every=40)

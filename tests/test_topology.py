@@ -1,6 +1,6 @@
 import pytest
 
-from treerpo import topology
+from treerpo.advantages import topology
 
 
 def test_roundtrip():

@@ -5,7 +5,7 @@ import json
 import pytest
 
 from tests.helpers import build_tree
-from treerpo.tree_dump import append_jsonl, tree_record
+from treerpo.tools.tree_dump import append_jsonl, tree_record
 
 
 @pytest.mark.parametrize("method", ["treerpo", "treepo"])

@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 
 import treerpo
-from treerpo import verifier
-from treerpo.verifier import gsm8k_answer, last_boxed, score_answer
+from treerpo.reward import verifier
+from treerpo.reward.verifier import gsm8k_answer, last_boxed, score_answer
 from verl_ext.reward import compute_score
 
 ROOT = Path(treerpo.__file__).resolve().parent.parent  # the tree under test, also for subprocesses
@@ -217,7 +217,7 @@ def run_script(tmp_path: Path, code: str, timeout: float = 180.0) -> list:
 
 NO_GUARD = r'''
 import json
-from treerpo.verifier import score_answer
+from treerpo.reward.verifier import score_answer
 
 # no `if __name__ == "__main__":` guard: a helper that re-imports this file would run this again
 v = score_answer(r"\boxed{\frac{\sqrt{2}}{2}}", r"\frac{1}{\sqrt{2}}", timeout=3.0)
@@ -233,7 +233,7 @@ HEAVY_CALLER = r'''
 import json
 import torch  # a heavy top-level import, as in verl's workers: must not slow the helper's start
 
-from treerpo.verifier import score_answer
+from treerpo.reward.verifier import score_answer
 
 if __name__ == "__main__":
     # each budget is far below the helper's start-up, so start-up must not be charged to any call

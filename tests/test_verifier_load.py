@@ -11,8 +11,8 @@ import time
 from pathlib import Path
 
 import treerpo
-from treerpo.verifier import score_answer
-from treerpo.verify_cases import math_verify_cases
+from treerpo.reward.cases import math_verify_cases
+from treerpo.reward.verifier import score_answer
 
 ROOT = Path(treerpo.__file__).resolve().parent.parent  # the tree under test
 WORKERS = 4
@@ -27,7 +27,7 @@ import time
 
 import torch  # first, as in verl's reward workers: a heavy __main__ must not slow the helper
 
-import treerpo.verifier as verifier
+import treerpo.reward.verifier as verifier
 
 if __name__ == "__main__":
     cases = json.loads(open(sys.argv[1]).read())

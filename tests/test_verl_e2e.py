@@ -42,7 +42,7 @@ def runs_dir(tmp_path_factory):
     answers and stops at EOS at different lengths (which a random model never does)."""
     if not cpu.enabled():
         pytest.skip("the CPU support is off (an accelerator is present or TREERPO_CPU=0)")
-    from treerpo.warmup import WarmupConfig, warm_up
+    from treerpo.tiny.warmup import WarmupConfig, warm_up
 
     root = tmp_path_factory.mktemp("e2e")
     warm_up(WarmupConfig(seed=0, target_acc=1.1, max_steps=150, eval_every=150, eval_problems=16, held_out=16),

@@ -17,10 +17,10 @@ from uuid import uuid4
 
 from verl.experimental.agent_loop.agent_loop import AgentLoopBase, AgentLoopMetrics, AgentLoopOutput, register
 
-from treerpo.rows import leaf_rows
-from treerpo.sampler import sample_tree
-from treerpo.segments import SegmentSource
-from treerpo.tree_metrics import tree_stats
+from treerpo.sampling.rows import leaf_rows
+from treerpo.sampling.sampler import sample_tree
+from treerpo.sampling.segments import SegmentSource
+from treerpo.tools.tree_metrics import tree_stats
 from verl_ext.tree_config import rollout_options
 
 logger = logging.getLogger(__name__)

@@ -10,7 +10,7 @@ overrides for verl's config, passed last (e.g. `tree.advantage.norm=group`,
 `actor_rollout_ref.actor.optim.lr=5e-5`).
 
 `warmup` makes the starting checkpoint `train` uses for a seed (a supervised warm-up of the tiny
-model; treerpo/warmup.py). The project ships seed 0's, made with
+model; treerpo/tiny/warmup.py). The project ships seed 0's, made with
 `treerpo warmup --seed 0 --out examples/tiny/base-seed0`; `train` copies it instead of warming up.
 """
 
@@ -49,7 +49,7 @@ def main(argv=None) -> int:
     wu.add_argument("--out", required=True, help="directory for the checkpoint (HF format) and warmup.json")
     args = ap.parse_args(argv)
     if args.cmd == "warmup":
-        from treerpo.warmup import warm_up
+        from treerpo.tiny.warmup import warm_up
 
         _, _, acc = warm_up(tiny_run.TinyRun(seed=args.seed).warmup_config(), out=args.out)
         print(f"warm-up: {args.out} ({acc:.1%} greedy held-out accuracy)")

@@ -1,9 +1,10 @@
 """`treerpo` and `treepo`, registered in verl's advantage-estimator registry.
 
 verl calls `fn(token_level_rewards, response_mask, index=uids, config=config.algorithm)`. The
-uids carry each leaf's tree topology (`treerpo.topology`); the options come from the run
-config's `tree.advantage` group (`treerpo.options.AdvantageOptions`), which we reach from the
-`algorithm` node verl passes: in verl's trainers it is a node of the full OmegaConf config.
+uids carry each leaf's tree topology (`treerpo.advantages.topology`); the options come from the
+run config's `tree.advantage` group (`treerpo.sampling.options.AdvantageOptions`), which we reach
+from the `algorithm` node verl passes: in verl's trainers it is a node of the full OmegaConf
+config.
 `treepo` also reads `tree.rollout.credit`, which decides the value of a shared segment.
 
 A batch without real rows (none at all, or only verl's padding rows) gets all-zero advantages.
@@ -18,9 +19,9 @@ import torch
 from verl.trainer.ppo.core_algos import register_adv_est
 from verl.utils.torch_functional import masked_whiten
 
-from treerpo import node_table
-from treerpo.segment_advantage import treepo_node_advantages, treepo_row_advantages
-from treerpo.step_advantage import treerpo_token_advantages
+from treerpo.advantages import node_table
+from treerpo.advantages.segment import treepo_node_advantages, treepo_row_advantages
+from treerpo.advantages.step import treerpo_token_advantages
 from verl_ext.tree_config import advantage_options, rollout_options
 
 
@@ -48,7 +49,7 @@ def compute_treerpo_advantage(
     config: Any = None,
     **kwargs,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """TreeRPO step-level advantages (treerpo.step_advantage); returns (advantages, returns)."""
+    """TreeRPO step-level advantages (treerpo.advantages.step); returns (advantages, returns)."""
     opts = advantage_options(config)
     with torch.no_grad():
         _check_rewards(token_level_rewards, index)
@@ -65,7 +66,7 @@ def compute_treepo_advantage(
     config: Any = None,
     **kwargs,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """TreePO segment advantages (treerpo.segment_advantage), whitened by verl's masked_whiten.
+    """TreePO segment advantages (treerpo.advantages.segment), whitened by verl's masked_whiten.
 
     `credit=every_row`: every token of row i carries the same A_i, so the token-level whitening
     statistics equal the row-level ones weighted by each row's token count. verl's masked_*

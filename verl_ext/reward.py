@@ -11,19 +11,19 @@ every call returns the same keys, as verl needs:
     acc                    bool, the verdict
     pred                   str, the extracted answer ("" if none)
     verify_method          str, how it was decided: no_box, string, number, math_verify, mismatch,
-                           timeout, helper_error (see treerpo.verifier)
+                           timeout, helper_error (see treerpo.reward.verifier)
     verify_ms              float, this call's scoring latency in milliseconds
     verify_timeout         int 0/1, this answer got no verdict because its math-verify comparison
                            ran past `timeout`; its mean over a batch is the timeout rate
     verify_timeouts_total  int, timeouts so far in this scoring process (cumulative, so its max over
                            a step is the process's running count)
 `timeout` (a reward_kwargs entry) is the CPU-second budget of one math-verify comparison; the
-helper's start-up is never charged to it (treerpo/verifier.py).
+helper's start-up is never charged to it (treerpo/reward/verifier.py).
 """
 
 from __future__ import annotations
 
-from treerpo.verifier import DEFAULT_TIMEOUT_S, score_answer, verifier_stats
+from treerpo.reward.verifier import DEFAULT_TIMEOUT_S, score_answer, verifier_stats
 
 
 def compute_score(data_source, solution_str, ground_truth, extra_info=None, correct_score: float = 1.0,

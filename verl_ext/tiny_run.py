@@ -11,7 +11,7 @@ differences only:
 1. the CPU preset (`+preset=cpu`, verl_ext/config/preset/cpu.yaml);
 2. sizes (`SIZES` below): a tiny Qwen2 and short arithmetic problems instead of Qwen2.5-Math
    and MATH, small batches, a learning rate for a model of 0.4M parameters;
-3. the starting checkpoint: a supervised warm-up (treerpo.warmup) to 35-50% greedy held-out
+3. the starting checkpoint: a supervised warm-up (treerpo.tiny.warmup) to 35-50% greedy held-out
    accuracy, since RL from a random tiny model gets no reward at all.
 
 docs/CPU.md shows the diff of this run's composed config against
@@ -35,7 +35,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Optional
 
-from treerpo.arith_task import DATA_SOURCE, problems, verl_row
+from treerpo.tiny.task import DATA_SOURCE, problems, verl_row
 
 SEEDED_AGENT = "seeded_single_turn_agent"  # verl_ext.seeded_agent (not imported here: it imports verl)
 
@@ -118,7 +118,7 @@ class TinyRun:
         return Path(self.out).parent / f"base-seed{self.seed}"
 
     def warmup_config(self):
-        from treerpo.warmup import WarmupConfig
+        from treerpo.tiny.warmup import WarmupConfig
 
         return WarmupConfig(seed=self.seed, held_out=self.val_problems)
 
@@ -187,7 +187,7 @@ def write_data(run: TinyRun, data_dir: Path) -> None:
     for a problem, so the curve shows the policy's change rather than resampling noise)."""
     import pandas as pd
 
-    from treerpo.warmup import held_out_problems
+    from treerpo.tiny.warmup import held_out_problems
 
     data_dir.mkdir(parents=True, exist_ok=True)
     held_out = held_out_problems(run.warmup_config())
@@ -223,7 +223,7 @@ def base_model(run: TinyRun, log=print) -> Path:
     copied from the shipped warm-up of the same config, else made by a supervised warm-up."""
     import shutil
 
-    from treerpo.warmup import warm_up
+    from treerpo.tiny.warmup import warm_up
 
     path = run.base_dir
     made = _made_with(path)

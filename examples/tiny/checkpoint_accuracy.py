@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from treerpo.warmup import WarmupConfig, greedy_accuracy, held_out_problems, sampled_accuracy
+from treerpo.tiny.warmup import WarmupConfig, greedy_accuracy, held_out_problems, sampled_accuracy
 
 
 def load(actor_dir: Path, base: Path):

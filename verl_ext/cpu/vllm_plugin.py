@@ -15,7 +15,7 @@ packing (`skip_weight_relayout`). Other layers (3-D MoE experts, conv) keep vLLM
 
 It acts only where all of these hold: vLLM's platform is the CPU, and the process was started
 by verl under treerpo's CPU platform (which sets `TREERPO_VLLM_KEEP_WEIGHTS=1` through
-`PlatformCPU.rollout_env_vars`). Plain vLLM use (e.g. `treerpo.evaluate`) keeps vLLM's packed,
+`PlatformCPU.rollout_env_vars`). Plain vLLM use (e.g. `treerpo.tools.evaluate`) keeps vLLM's packed,
 faster kernels. vLLM loads this module in every process it starts, spawned workers included,
 so it imports nothing from verl.
 """

@@ -1,10 +1,10 @@
-"""The inputs of `treerpo.evaluate`, every one checked before any sampling.
+"""The inputs of `treerpo.tools.evaluate`, every one checked before any sampling.
 
 Each --data file must be a readable parquet with verl's `prompt` and `reward_model` columns, at
 least one row, chat messages and a ground truth in every row, and no benchmark may appear twice;
 --model must be a directory with config.json when it is a local path (a name that is not a local
 path is a hub id, left to transformers); --out must not be a file. A bad input raises
-`InputError` with one line naming it; `treerpo.evaluate.main` prints it and exits 2.
+`InputError` with one line naming it; `treerpo.tools.evaluate.main` prints it and exits 2.
 """
 
 from __future__ import annotations

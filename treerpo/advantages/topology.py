@@ -149,5 +149,5 @@ def _check(topo: LeafTopology, uid: str) -> None:
 
 
 def leaf_uid(tree, leaf) -> str:
-    """The uid of `leaf`'s row in `tree` (a `treerpo.tree.Tree`)."""
+    """The uid of `leaf`'s row in `tree` (a `treerpo.sampling.tree.Tree`)."""
     return encode(tree.prompt_uid, leaf.path(), tree.segment_ends(leaf))

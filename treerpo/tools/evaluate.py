@@ -1,13 +1,13 @@
 """Evaluate a checkpoint on benchmark parquets and print the papers' table.
 
-    python -m treerpo.evaluate --model PATH_OR_HUB_NAME --data $DATA_DIR/math500.parquet ... \\
+    python -m treerpo.tools.evaluate --model PATH_OR_HUB_NAME --data $DATA_DIR/math500.parquet ... \\
         --k 16 --temperature 0.6 --out runs/eval/treerpo
-    python -m treerpo.evaluate --compare runs/eval/grpo runs/eval/treerpo
+    python -m treerpo.tools.evaluate --compare runs/eval/grpo runs/eval/treerpo
 
 Per benchmark: Pass@1 as the mean over k samples per problem (averaged over problems), a 95%
 bootstrap interval over problems, and the mean response length in tokens; then the average over
 benchmarks (as the papers' "Avg"/"Overall" columns). Sampling uses vLLM when it is installed,
-else the local transformers engine (treerpo.local_engine). Defaults follow TreePO's protocol
+else the local transformers engine (treerpo.engines.local). Defaults follow TreePO's protocol
 (temperature 0.6, top_p 1.0, 16 samples) with max_tokens 3072 to fit Qwen2.5-Math's 4k context.
 Writes results.json (with every sampling setting and seed), results.csv, results.md and
 samples.jsonl into --out.
@@ -35,9 +35,9 @@ from typing import Callable
 import numpy as np
 from tqdm import tqdm
 
-from treerpo.eval_inputs import (Benchmark, InputError, Parser, check_model, check_out, load_benchmarks,
-                                 load_error, pick_engine, tokenize)
-from treerpo.verifier import score_answer
+from treerpo.reward.verifier import score_answer
+from treerpo.tools.eval_inputs import (Benchmark, InputError, Parser, check_model, check_out, load_benchmarks,
+                                       load_error, pick_engine, tokenize)
 
 
 @dataclass
@@ -72,7 +72,7 @@ def sample_vllm(llm, settings: Settings, prompts: list[list[int]]) -> list[list[
 
 
 def sample_local(settings: Settings, prompts: list[list[int]], model, tokenizer) -> list[list[list[int]]]:
-    from treerpo.local_engine import LocalEngine
+    from treerpo.engines.local import LocalEngine
 
     engine = LocalEngine(model, tokenizer.eos_token_id, tokenizer.pad_token_id or 0)
     bar = tqdm(total=len(prompts) * settings.k, desc="sampling", unit="sample")

@@ -16,7 +16,7 @@ TreePO (ALGORITHMS.md 2), per prompt with leaf budget w, branching b, segment le
        MAX_DEPTH, REPETITION, or still active
     3. with A active paths, F leaves so far (this step's f included):
            total = max(A, min(w - F, b * f + b * A))
-       new paths, split over the A active paths by the divergence policy (treerpo.divergence);
+       new paths, split over the A active paths by the divergence policy (treerpo.sampling.divergence);
        a path given k continues as k children of its last node (k = 1: a chain)
     4. fallback, when no path is active and F < w: the leaves that ended in FINISHED or EOS, in
        random order, are cut at a random segment boundary (a node at depth 1 .. min(depth, d) - 1,
@@ -31,10 +31,10 @@ import hashlib
 import random
 from typing import Callable, Optional
 
-from treerpo.divergence import path_score, split_budget
-from treerpo.options import RolloutOptions
-from treerpo.segments import SegmentSource, classify
-from treerpo.tree import Node, StopReason, Tree
+from treerpo.sampling.divergence import path_score, split_budget
+from treerpo.sampling.options import RolloutOptions
+from treerpo.sampling.segments import SegmentSource, classify
+from treerpo.sampling.tree import Node, StopReason, Tree
 
 Detokenize = Optional[Callable[[list[int]], str]]
 

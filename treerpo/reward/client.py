@@ -2,7 +2,7 @@
 
     math_verify_equivalent(gold, pred, timeout) -> bool      (NoVerdict when there is none)
 
-The helper (treerpo/verify_helper.py) is a fresh interpreter running a small dedicated module,
+The helper (treerpo/reward/helper.py) is a fresh interpreter running a small dedicated module,
 started once per scoring process and kept warm; it never imports the caller's `__main__`, so it
 starts the same way under a Ray worker, pytest, or a script without a `__main__` guard. It is a
 server that forks its warm self into a worker which does the comparisons. The timeout covers the
@@ -32,7 +32,7 @@ from collections import Counter, OrderedDict
 from pathlib import Path
 from typing import Optional
 
-from treerpo.verify_helper import WALL_FACTOR, LineReader
+from treerpo.reward.helper import WALL_FACTOR, LineReader
 
 DEFAULT_TIMEOUT_S = 3.0  # CPU seconds per math-verify comparison, start-up excluded
 HELPER_START_TIMEOUT_S = 120.0  # a helper that is not ready by then is a helper_error
@@ -66,11 +66,11 @@ class NoVerdict(Exception):
         self.reason = reason
 
 
-_PACKAGE_ROOT = str(Path(__file__).resolve().parent.parent)  # where `treerpo` is importable from
+_PACKAGE_ROOT = str(Path(__file__).resolve().parents[2])  # where `treerpo` is importable from
 
 
 class _Helper:
-    """This process's math-verify helper (`python -m treerpo.verify_helper`), one request at a time.
+    """This process's math-verify helper (`python -m treerpo.reward.helper`), one request at a time.
 
     The helper is a warm server that relays each request to a forked worker and enforces the
     request's timeout itself, replacing a worker that ran over by a fresh fork (milliseconds).
@@ -106,7 +106,7 @@ class _Helper:
         does not reach it and stop() can kill it together with its worker."""
         self.ready, self.launched_at = False, time.monotonic()
         path = os.pathsep.join(p for p in (_PACKAGE_ROOT, os.environ.get("PYTHONPATH")) if p)
-        self.proc = subprocess.Popen([sys.executable, "-m", "treerpo.verify_helper"], cwd=_PACKAGE_ROOT,
+        self.proc = subprocess.Popen([sys.executable, "-m", "treerpo.reward.helper"], cwd=_PACKAGE_ROOT,
                                      env={**os.environ, "PYTHONPATH": path}, stdin=subprocess.PIPE,
                                      stdout=subprocess.PIPE, start_new_session=True)
         self.reader = LineReader(self.proc.stdout.fileno())

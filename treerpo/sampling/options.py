@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 from typing import Any, Mapping, Optional
 
-from treerpo.tree import VALUE_RULES
+from treerpo.sampling.tree import VALUE_RULES
 
 TREERPO_NORMS = ("group", "mean", "batch")
 TREEPO_AGGREGATIONS = ("average", "group_size")
@@ -124,14 +124,14 @@ class RolloutOptions:
     prefixes weigh more, as TreePO's duplication). `once`: in its first leaf row only, masked
     (response_mask 0) in the others, so each node counts as one sample. The `treepo` estimator
     reads it too: under `once` a shared segment's tokens get the mean A_i of the leaves below it,
-    not the A_i of the row that holds them (treerpo.segment_advantage); `treerpo`'s advantages
+    not the A_i of the row that holds them (treerpo.advantages.segment); `treerpo`'s advantages
     are per node already."""
     seed: int = 0
     """Seeds the sampler's own choices (k0, fallback cuts, remainder placement) per prompt."""
     max_steps: int = 256
     """Safety bound on sampling rounds per tree; exceeding it raises rather than hangs."""
     dump_path: Optional[str] = None
-    """If set, append every sampled tree as one JSON line to this file (see treerpo.tree_dump)."""
+    """If set, append every sampled tree as one JSON line to this file (see treerpo.tools.tree_dump)."""
 
     def __post_init__(self) -> None:
         def bad(name, why):

@@ -1,6 +1,6 @@
 """TreeRPO: step-level group-relative advantages (arXiv 2506.05183; ALGORITHMS.md section 1).
 
-For every tree in the batch, with node values V (see `treerpo.tree`):
+For every tree in the batch, with node values V (see `treerpo.sampling.tree`):
 
     step-level group   G(p) = children(p): the siblings that continue the same parent p
     A(c)  = V(c) - mean_{s in G(p)} V(s)
@@ -21,8 +21,8 @@ from __future__ import annotations
 
 import torch
 
-from treerpo.node_table import NodeTable
-from treerpo.options import AdvantageOptions
+from treerpo.advantages.node_table import NodeTable
+from treerpo.sampling.options import AdvantageOptions
 
 
 def step_level_advantages(

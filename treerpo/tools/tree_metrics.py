@@ -19,8 +19,8 @@ from typing import Iterable
 
 import torch
 
-from treerpo.node_table import NodeTable
-from treerpo.tree import StopReason, Tree
+from treerpo.advantages.node_table import NodeTable
+from treerpo.sampling.tree import StopReason, Tree
 
 
 def tree_stats(tree: Tree) -> dict:

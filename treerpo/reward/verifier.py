@@ -20,7 +20,7 @@ r"""Math answer verifier: is the last \boxed{} answer of a response equal to the
    its timeout: sympy can hang on adversarial LaTeX, and math-verify's own signal-based timeout
    only works on a main thread, which verl's reward workers do not offer.
 
-The helper and its timeout: treerpo/verify_client.py (the client) and treerpo/verify_helper.py
+The helper and its timeout: treerpo/reward/client.py (the client) and treerpo/reward/helper.py
 (the server).
 
 Outcomes without a verdict are "timeout" (the comparison ran past `timeout`) and
@@ -38,7 +38,7 @@ from dataclasses import dataclass
 from fractions import Fraction
 from typing import Optional
 
-from treerpo.verify_client import (  # noqa: F401  (re-exported: the verifier's public API)
+from treerpo.reward.client import (  # noqa: F401  (re-exported: the verifier's public API)
     DEFAULT_TIMEOUT_S, NoVerdict, _helper, math_verify_equivalent, start_helper, verifier_stats)
 
 MAX_ANSWER_CHARS = 1000  # longer "answers" are not answers; never hand them to sympy

@@ -30,8 +30,8 @@ from __future__ import annotations
 
 import torch
 
-from treerpo.node_table import NodeTable
-from treerpo.options import AdvantageOptions
+from treerpo.advantages.node_table import NodeTable
+from treerpo.sampling.options import AdvantageOptions
 
 
 def treepo_row_advantages(table: NodeTable, leaf_rewards: torch.Tensor, opts: AdvantageOptions) -> torch.Tensor:

@@ -14,7 +14,7 @@ import math
 import random
 from typing import Optional, Sequence
 
-from treerpo.tree import Node
+from treerpo.sampling.tree import Node
 
 
 def path_score(node: Node, how: str) -> float:

@@ -15,12 +15,12 @@ from typing import Callable, Optional
 
 import torch
 
-from treerpo import node_table
-from treerpo.options import AdvantageOptions
-from treerpo.rows import leaf_rows
-from treerpo.segment_advantage import treepo_row_advantages
-from treerpo.step_advantage import step_level_advantages
-from treerpo.tree import Tree
+from treerpo.advantages import node_table
+from treerpo.advantages.segment import treepo_row_advantages
+from treerpo.advantages.step import step_level_advantages
+from treerpo.sampling.options import AdvantageOptions
+from treerpo.sampling.rows import leaf_rows
+from treerpo.sampling.tree import Tree
 
 
 def tree_record(tree: Tree, decode: Callable[[list[int]], str], method: str,

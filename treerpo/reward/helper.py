@@ -1,4 +1,4 @@
-"""The math-verify helper, run by treerpo.verifier as `python -m treerpo.verify_helper`.
+"""The math-verify helper, run by treerpo.reward.verifier as `python -m treerpo.reward.helper`.
 
 A module of its own, started as a fresh interpreter (not through multiprocessing), so it never
 imports the caller's `__main__`: it starts the same way whatever started it (a Ray worker, a

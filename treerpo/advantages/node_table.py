@@ -1,8 +1,8 @@
 """The trees of a training batch, rebuilt from the rows' uids as flat tensors.
 
 A batch holds one row per leaf, in any order, possibly with verl's padding rows. This module
-parses every row's topology (`treerpo.topology`) once and numbers every distinct node of every
-tree, roots included, so that the estimators can work with index arithmetic in torch:
+parses every row's topology (`treerpo.advantages.topology`) once and numbers every distinct node
+of every tree, roots included, so that the estimators can work with index arithmetic in torch:
 
     parent[n]        parent node of node n (-1 for roots)
     depth[n]         0 for roots, 1 for first segments, ...
@@ -10,8 +10,9 @@ tree, roots included, so that the estimators can work with index arithmetic in t
     row_ends[r, j]   end offset of that node's segment in row r's response (0 past the depth)
     row_root[r]      root of row r's tree;  leaf[r] = row_nodes[r, depth_r - 1]
 
-Node values V(node) (both rules of `treerpo.tree`) are computed here too, vectorised: the only
-Python loop is the parse, one iteration per row and tree level; tokens are never looped over.
+Node values V(node) (both rules of `treerpo.sampling.tree`) are computed here too, vectorised:
+the only Python loop is the parse, one iteration per row and tree level; tokens are never looped
+over.
 
 A batch without real rows (no rows at all, or only verl's padding rows) gives a table with no
 nodes; every method below then returns zeros of the right shape.
@@ -25,8 +26,8 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from treerpo import topology
-from treerpo.tree import VALUE_RULES
+from treerpo.advantages import topology
+from treerpo.sampling.tree import VALUE_RULES
 
 
 @dataclass

@@ -3,7 +3,7 @@ right sometimes but not often (a random model never writes a boxed answer: every
 
     model, tok, acc = warm_up(WarmupConfig(), out="runs/tiny-base")
 
-Next-token cross-entropy on worked solutions (`arith_task.Problem.solution` + EOS), AdamW, until
+Next-token cross-entropy on worked solutions (`task.Problem.solution` + EOS), AdamW, until
 greedy accuracy on held-out problems reaches `target_acc` (checked every `eval_every` steps) or
 `max_steps`. An interval that jumps past `max_acc` is undone and retried at half the learning rate,
 so the starting policy lands in [target_acc, max_acc] (at lr 3e-3 one 10-step interval went from
@@ -25,10 +25,10 @@ from typing import Optional
 import torch
 from tqdm import tqdm
 
-from treerpo.arith_task import Problem, problems
-from treerpo.local_engine import LocalEngine
-from treerpo.tiny import build_model, build_tokenizer
-from treerpo.verifier import score_answer
+from treerpo.engines.local import LocalEngine
+from treerpo.reward.verifier import score_answer
+from treerpo.tiny.model import build_model, build_tokenizer
+from treerpo.tiny.task import Problem, problems
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ Node values (TreeRPO, ALGORITHMS.md section 1):
 The two rules differ only when early EOS makes the tree unbalanced.
 
 This module is the readable reference. The estimators compute the same values vectorised over a
-whole batch (`treerpo.node_table`); tests check that both agree.
+whole batch (`treerpo.advantages.node_table`); tests check that both agree.
 """
 
 from __future__ import annotations
