@@ -143,6 +143,24 @@ def test_data_is_verl_parquet_with_flat_validation(tmp_path):
     assert item["raw_prompt"][-1]["role"] == "user" and item["reward_model"]["ground_truth"]
 
 
+def test_task_steps_reach_the_data_and_the_warm_up(tmp_path, monkeypatch):
+    from treerpo.tiny import warmup
+
+    run = tiny_run.TinyRun(out=str(tmp_path / "run"), steps=2, prompts_per_step=4, task_steps=3)
+    assert run.warmup_config().task_steps == 3
+    tiny_run.write_data(run, tmp_path / "data")
+    for split in ("train", "val"):
+        prompts = pd.read_parquet(tmp_path / "data" / f"{split}.parquet")["prompt"].map(lambda m: m[0]["content"])
+        assert all(len(p.split()) == 4 for p in prompts), split  # a start number and three operations
+    # a base warmed up on another task is not reused, and the shipped (two-step) one does not fit
+    monkeypatch.setattr(warmup, "warm_up", lambda *a, **k: (_ for _ in ()).throw(RuntimeError("warm-up called")))
+    two_step = tiny_run.TinyRun(out=str(tmp_path / "run"))
+    tiny_run.base_model(two_step, log=lambda *_: None)  # the shipped two-step base, copied
+    assert tiny_run.shipped_base(run) is None
+    with pytest.raises(RuntimeError, match="warm-up called"):
+        tiny_run.base_model(run, log=lambda *_: None)
+
+
 def test_overrides_name_the_estimator_and_the_preset():
     for est in ("grpo", "treerpo", "treepo"):
         ov = tiny_run.TinyRun(estimator=est).overrides("M", "D")

@@ -37,6 +37,8 @@ def main(argv=None) -> int:
                     help="data.train_batch_size (default: %(default)s)")
     tr.add_argument("--test-freq", type=int, default=defaults.test_freq,
                     help="validate every N steps, before training and after the last (default: %(default)s)")
+    tr.add_argument("--task-steps", type=int, default=defaults.task_steps,
+                    help="operations per arithmetic problem; a new value warms up its own base (default: %(default)s)")
     tr.add_argument("--out", default=None, help="output directory (default: runs/tiny/<estimator>-seed<seed>)")
     tr.add_argument("--verbose", action="store_true", help="stream verl's own output instead of a progress bar")
     tr.add_argument("--resume", action="store_true",
@@ -46,16 +48,18 @@ def main(argv=None) -> int:
     tr.add_argument("overrides", nargs="*", help="Hydra overrides for verl's config, passed last")
     wu = sub.add_parser("warmup", help="make the tiny model's starting checkpoint for a seed (what train starts from)")
     wu.add_argument("--seed", type=int, default=defaults.seed)
+    wu.add_argument("--task-steps", type=int, default=defaults.task_steps)
     wu.add_argument("--out", required=True, help="directory for the checkpoint (HF format) and warmup.json")
     args = ap.parse_args(argv)
     if args.cmd == "warmup":
         from treerpo.tiny.warmup import warm_up
 
-        _, _, acc = warm_up(tiny_run.TinyRun(seed=args.seed).warmup_config(), out=args.out)
+        _, _, acc = warm_up(tiny_run.TinyRun(seed=args.seed, task_steps=args.task_steps).warmup_config(), out=args.out)
         print(f"warm-up: {args.out} ({acc:.1%} greedy held-out accuracy)")
         return 0
     run = tiny_run.TinyRun(estimator=args.estimator, seed=args.seed, steps=args.steps, out=args.out,
                            prompts_per_step=args.prompts_per_step, test_freq=args.test_freq,
+                           task_steps=args.task_steps,
                            extra=list(args.overrides))
     if args.check_only:
         return tiny_run.check(run)

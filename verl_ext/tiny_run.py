@@ -89,6 +89,7 @@ class TinyRun:
     # tiny-model settings (TINY_SETTINGS says why each differs from the GPU recipe)
     lr: float = 1e-4  # actor AdamW; the GPU recipe's 1e-6 is for 1.5B parameters
     lr_warmup_steps: int = 10  # linear warm-up of the lr over the first steps
+    task_steps: int = 2  # operations per arithmetic problem (the warm-up's and RL's)
     val_problems: int = 512  # held-out problems (never trained on, warm-up included)
     val_temperature: float = 1.0  # validation: one answer per problem sampled as in training (T=1.0)
     # tree shape: every path at most 36 tokens (a worked 2-step solution is about 27)
@@ -120,7 +121,7 @@ class TinyRun:
     def warmup_config(self):
         from treerpo.tiny.warmup import WarmupConfig
 
-        return WarmupConfig(seed=self.seed, held_out=self.val_problems)
+        return WarmupConfig(seed=self.seed, held_out=self.val_problems, task_steps=self.task_steps)
 
     def sizes(self, model_path: str, data_dir: str) -> list[str]:
         out = Path(self.out).resolve()
@@ -192,7 +193,7 @@ def write_data(run: TinyRun, data_dir: Path) -> None:
     data_dir.mkdir(parents=True, exist_ok=True)
     held_out = held_out_problems(run.warmup_config())
     exclude = frozenset(p.prompt for p in held_out)
-    train = problems(20_000 + run.seed, run.steps * run.prompts_per_step, exclude=exclude)
+    train = problems(20_000 + run.seed, run.steps * run.prompts_per_step, run.task_steps, exclude=exclude)
     pd.DataFrame([verl_row(p, "train", i) for i, p in enumerate(train)]).to_parquet(data_dir / "train.parquet")
     pd.DataFrame([verl_row(p, "test", i, agent_name=SEEDED_AGENT) for i, p in enumerate(held_out)]).to_parquet(
         data_dir / "val.parquet")
@@ -229,7 +230,8 @@ def base_model(run: TinyRun, log=print) -> Path:
     made = _made_with(path)
     config = made.get("config", {})
     if config.get("seed") == run.seed and config.get("held_out", config.get("eval_problems", 0)) >= run.val_problems \
-            and config.get("held_out_distinct", False):  # its warm-up kept every validation problem out
+            and config.get("held_out_distinct", False) \
+            and config.get("task_steps", 2) == run.task_steps:  # it kept every validation problem out, same task
         log(f"base model: {path} (warm-up done before, {made['held_out_acc']:.1%} held-out)")
         return path
     shipped = shipped_base(run)
