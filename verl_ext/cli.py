@@ -1,6 +1,6 @@
 """`treerpo` command line.
 
-    treerpo train [--estimator grpo|treerpo|treepo] [--seed 0] [--steps 30] [--out DIR] [overrides ...]
+    treerpo train [--estimator grpo|treerpo|treepo] [--seed 0] [--steps 24] [--out DIR] [overrides ...]
     treerpo warmup [--seed 0] --out DIR
 
 
