@@ -97,25 +97,46 @@ class Tree:
         logprobs: Optional[list[float]] = None,
         stop_reason: Optional[StopReason] = None,
     ) -> Node:
-        if logprobs is not None and len(logprobs) != len(token_ids):
-            raise ValueError(f"segment has {len(token_ids)} tokens but {len(logprobs)} logprobs")
+        """Append a child to `parent` (the next child index, the next node id). A child added with
+        no tokens is a reserved slot, filled by `set_segment` once its segment is generated."""
         child = Node(
             node_id=len(self.nodes),
             parent=parent,
             depth=parent.depth + 1,
             index_in_parent=len(parent.children),
-            token_ids=list(token_ids),
-            logprobs=list(logprobs) if logprobs is not None else None,
             start=parent.end if parent.parent is not None else 0,
             stop_reason=stop_reason,
         )
+        self.set_segment(child, token_ids, logprobs)
         parent.children.append(child)
         self.nodes.append(child)
         return child
 
+    @staticmethod
+    def set_segment(node: Node, token_ids: list[int], logprobs: Optional[list[float]] = None) -> None:
+        """Give a node without children its segment (its parent's segment must be final)."""
+        if node.children:
+            raise ValueError(f"node {node.path()} has children: its segment is fixed")
+        if logprobs is not None and len(logprobs) != len(token_ids):
+            raise ValueError(f"segment has {len(token_ids)} tokens but {len(logprobs)} logprobs")
+        node.token_ids = list(token_ids)
+        node.logprobs = list(logprobs) if logprobs is not None else None
+
+    def renumber(self) -> None:
+        """Canonical node ids: breadth-first from the root (id 0), each node's children in their
+        order. TreeRPO's level-synchronous sampler adds nodes in this order already; the barrier-free
+        one adds them as their parents' calls return and calls this once the tree is complete."""
+        order = [self.root]
+        for node in order:  # the list grows while it is walked: a breadth-first queue
+            order.extend(node.children)
+        for i, node in enumerate(order):
+            node.node_id = i
+        self.nodes = order
+
     # ---- reading -------------------------------------------------------------------------
     def leaves(self) -> list[Node]:
-        """Leaves in depth-first order (children in the order they were added)."""
+        """Leaves in depth-first order, each node's children in their order (the order their
+        slots were added, which the samplers make the order the calls were launched in)."""
         out: list[Node] = []
 
         def walk(node: Node) -> None:
