@@ -57,3 +57,14 @@ def test_entry_point_yaml_defaults_equal_the_documented_defaults():
     yaml = OmegaConf.load(Path(__file__).parents[1] / "verl_ext" / "config" / "tree_ppo_trainer.yaml")
     assert RolloutOptions.from_mapping(OmegaConf.to_container(yaml.tree.rollout)) == RolloutOptions()
     assert AdvantageOptions.from_mapping(OmegaConf.to_container(yaml.tree.advantage)) == AdvantageOptions()
+
+
+def test_rollout_overrides_reach_the_sampler_options():
+    """`tree.rollout.*` overrides (here the TreeRPO growth form) reach the options the agent loop reads."""
+    from treerpo.sampling.options import RolloutOptions
+    from verl_ext.tree_config import rollout_options
+
+    cfg = verl_config("+tree.rollout.expansion=level", "+tree.rollout.branching=2")
+    assert rollout_options(cfg.actor_rollout_ref.rollout) == RolloutOptions(expansion="level", branching=2)
+    with pytest.raises(ValueError, match="tree.rollout.expansion"):
+        rollout_options(verl_config("+tree.rollout.expansion=eager"))

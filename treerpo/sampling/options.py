@@ -75,6 +75,7 @@ METHODS = ("treerpo", "treepo")
 CREDITS = ("every_row", "once")
 DIVERGENCES = ("fixed_avg", "logprob")
 DIVERGENCE_SCORES = ("last_segment", "mean", "sum")
+EXPANSIONS = ("async", "level")
 
 
 @dataclass(frozen=True)
@@ -91,6 +92,12 @@ class RolloutOptions:
     """D: the maximum number of steps (segments) on a path. 3 in the TreeRPO paper (review quote)."""
     step_tokens: int = 384
     """L_step: at most this many tokens per step. 384 in the TreeRPO paper (review quote)."""
+    expansion: str = "async"
+    """How the TreeRPO tree grows. `async` (barrier-free): a node that did not stop gets its N
+    children as soon as its own segment is back. `level` (level-synchronous): every node of a
+    level waits for the whole level before any child starts (the form before issue 10, kept for
+    comparison). Same tree for the same engine outputs; `async` only removes the waiting. TreePO
+    is always level-synchronous: its budget rule needs all active paths of a step."""
 
     # ---- TreePO shape (defaults: the official TreePO launch settings) -------------------------
     segment_tokens: int = 512
@@ -129,7 +136,8 @@ class RolloutOptions:
     seed: int = 0
     """Seeds the sampler's own choices (k0, fallback cuts, remainder placement) per prompt."""
     max_steps: int = 256
-    """Safety bound on sampling rounds per tree; exceeding it raises rather than hangs."""
+    """Safety bound on sampling rounds per tree (TreeRPO: on its depth); exceeding it raises rather
+    than hangs."""
     dump_path: Optional[str] = None
     """If set, append every sampled tree as one JSON line to this file (see treerpo.tools.tree_dump)."""
 
@@ -145,6 +153,8 @@ class RolloutOptions:
             bad("divergence", f"expected one of {DIVERGENCES}")
         if self.divergence_score not in DIVERGENCE_SCORES:
             bad("divergence_score", f"expected one of {DIVERGENCE_SCORES}")
+        if self.expansion not in EXPANSIONS:
+            bad("expansion", f"expected one of {EXPANSIONS}")
         if self.divergence_prefer not in ("low", "high"):
             bad("divergence_prefer", "expected 'low' or 'high'")
         for name in ("branching", "depth", "step_tokens", "segment_tokens", "max_segments", "branch", "leaves",
