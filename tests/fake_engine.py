@@ -13,11 +13,18 @@ class FakeOutput:
 
 
 class ScriptedEngine:
-    """rule(prefix_ids, max_tokens, call_index) -> token list (cut to max_tokens by the engine)."""
+    """rule(prefix_ids, max_tokens, call_index) -> token list (cut to max_tokens by the engine).
 
-    def __init__(self, rule, prompt_len):
+    The rule is called when a call is issued, in issue order (call_index counts issued calls).
+    delay(prefix_ids, call_index) -> how many event-loop turns (>= 1) the call takes before it
+    returns; 1 by default, so concurrent calls return in issue order. A call's `started` and
+    `returned` are ticks of one clock shared by all calls.
+    """
+
+    def __init__(self, rule, prompt_len, delay=None):
         self.rule = rule
         self.prompt_len = prompt_len
+        self.delay = delay or (lambda prefix, index: 1)
         self.calls = []  # dicts: request_id, prefix, tokens, started, returned
         self.clock = 0
 
@@ -27,8 +34,9 @@ class ScriptedEngine:
         self.clock += 1
         index = len(self.calls)
         self.calls.append(call)
-        await asyncio.sleep(0)  # let concurrent calls interleave
         toks = list(self.rule(list(prompt_ids), sampling_params["max_tokens"], index))[: sampling_params["max_tokens"]]
+        for _ in range(max(1, self.delay(list(prompt_ids), index))):
+            await asyncio.sleep(0)  # let concurrent calls interleave
         call["tokens"] = toks
         call["returned"] = self.clock
         self.clock += 1

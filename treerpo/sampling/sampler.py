@@ -1,16 +1,24 @@
 """Tree samplers: TreeRPO's N-ary tree and TreePO's budgeted segment tree, engine-agnostic.
 
-Both grow a tree level by level: every active path generates one segment, all of them at once
-(concurrent calls that the engine batches), then the paths are classified and the next level is
-decided. Parents are therefore always generated before their children, each child's request
-carries its parent's full token prefix, and every call of one tree uses the same request_id.
+Each engine call generates one segment: it continues the prompt plus the full token prefix of
+the node it extends, so a parent is always generated before its children; calls run
+concurrently (the engine batches them) and every call of one tree uses the same request_id.
 All decisions use token ids; text is only read (through `detokenize`) to spot boxed answers and
-repetition. The same seed and the same engine outputs give the same tree.
+repetition. The same seed and the same engine outputs give the same tree (node ids, children
+and leaf order, hence the training rows), whatever order the engine's calls complete in.
 
 TreeRPO (ALGORITHMS.md 1):  every node that did not stop gets N children; a path stops at EOS
-(an early leaf), at depth D, or at the maximum response length.
+(an early leaf), at depth D, or at the maximum response length. The expansion is local, so by
+default (`tree.rollout.expansion=async`) it has no barrier: a node's N children start as soon as
+its own segment is back, whatever its siblings and cousins are doing. The N child slots are
+reserved when the calls are launched (children order = launch order) and the nodes are
+renumbered breadth-first once the tree is complete (`Tree.renumber`), which is the order the
+level-synchronous form adds them in. `expansion=level` keeps that form: every active node of a
+level generates at once and the next level starts when the last of them is back.
 
-TreePO (ALGORITHMS.md 2), per prompt with leaf budget w, branching b, segment length l, depth d:
+TreePO (ALGORITHMS.md 2) grows level by level, always: its budget rule (step 3) shares the leaf
+budget over all active paths of a step, so a step needs every path's segment first.
+Per prompt with leaf budget w, branching b, segment length l, depth d:
     1. the root gets k0 children (k0 uniform in init_branches)
     2. each active path generates one segment and is classified: FINISHED, EOS, MAX_LENGTH,
        MAX_DEPTH, REPETITION, or still active
@@ -29,11 +37,11 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import random
-from typing import Callable, Optional
+from typing import Awaitable, Callable, Optional
 
 from treerpo.sampling.divergence import path_score, split_budget
 from treerpo.sampling.options import RolloutOptions
-from treerpo.sampling.segments import SegmentSource, classify
+from treerpo.sampling.segments import Segment, SegmentSource, classify
 from treerpo.sampling.tree import Node, StopReason, Tree
 
 Detokenize = Optional[Callable[[list[int]], str]]
@@ -45,6 +53,12 @@ def tree_rng(seed: int, prompt_uid: str) -> random.Random:
     return random.Random(int.from_bytes(digest[:8], "little"))
 
 
+def _fill(node: Node, seg: Segment) -> None:
+    Tree.set_segment(node, seg.token_ids, seg.logprobs)
+    node.num_cached_tokens = seg.num_cached_tokens
+    node.global_steps = seg.global_steps
+
+
 async def _grow(tree: Tree, source: SegmentSource, request_id: str, jobs: list[tuple[Node, int]]):
     """Generate one segment for each (parent, max_tokens) job, concurrently; returns the children."""
     segs = await asyncio.gather(
@@ -52,9 +66,8 @@ async def _grow(tree: Tree, source: SegmentSource, request_id: str, jobs: list[t
     )
     children = []
     for (parent, _), seg in zip(jobs, segs):
-        child = tree.add_child(parent, seg.token_ids, seg.logprobs)
-        child.num_cached_tokens = seg.num_cached_tokens
-        child.global_steps = seg.global_steps
+        child = tree.add_child(parent, [])
+        _fill(child, seg)
         children.append((child, seg))
     return children
 
@@ -71,20 +84,69 @@ async def sample_treerpo(
     tree = Tree(prompt_ids, prompt_uid)
     request_id = request_id or f"tree-{prompt_uid}"
     max_resp = max_response_tokens
+
+    def call(parent: Node) -> Awaitable[Segment]:  # a child's segment continues its parent's full prefix
+        return source.continue_(request_id, tree.prefix_ids(parent), min(opts.step_tokens, max_resp - parent.end))
+
+    def stop(child: Node, seg: Segment) -> Optional[StopReason]:
+        return classify(seg, child.depth, child.end, max_depth=opts.depth, max_response=max_resp, detokenize=detokenize)
+
+    grow = _treerpo_levels if opts.expansion == "level" else _treerpo_barrier_free
+    await grow(tree, opts, call, stop)
+    return tree
+
+
+async def _treerpo_levels(tree: Tree, opts: RolloutOptions, call, stop) -> None:
+    """Level-synchronous: every active node of a level generates at once; the next level waits for all."""
     frontier = [tree.root]
     for _ in range(opts.max_steps):
-        if not frontier:
-            return tree
-        jobs = [(p, min(opts.step_tokens, max_resp - p.end)) for p in frontier for _ in range(opts.branching)]
+        parents = [p for p in frontier for _ in range(opts.branching)]
+        segs = await asyncio.gather(*(call(p) for p in parents))
         frontier = []
-        for child, seg in await _grow(tree, source, request_id, jobs):
-            reason = classify(seg, child.depth, child.end, max_depth=opts.depth, max_response=max_resp,
-                              detokenize=detokenize)
-            if reason is None:
+        for parent, seg in zip(parents, segs):
+            child = tree.add_child(parent, [])
+            _fill(child, seg)
+            child.stop_reason = stop(child, seg)
+            if child.stop_reason is None:
                 frontier.append(child)
-            else:
-                child.stop_reason = reason
-    raise RuntimeError(f"tree for prompt {prompt_uid!r} did not finish within {opts.max_steps} rounds")
+        if not frontier:
+            return
+    raise _unfinished(tree, opts)
+
+
+async def _treerpo_barrier_free(tree: Tree, opts: RolloutOptions, call, stop) -> None:
+    """A node's N children are launched as soon as its own call returns. Their slots are reserved
+    at launch (each node's children are in launch order); node ids are made canonical once the
+    tree is complete (`Tree.renumber`, breadth-first), so completion order changes nothing."""
+
+    async def generate(child: Node) -> Node:
+        seg = await call(child.parent)
+        _fill(child, seg)
+        child.stop_reason = stop(child, seg)
+        return child
+
+    def launch(parent: Node) -> set:
+        if parent.depth >= opts.max_steps:
+            raise _unfinished(tree, opts)
+        return {asyncio.ensure_future(generate(tree.add_child(parent, []))) for _ in range(opts.branching)}
+
+    running = launch(tree.root)
+    try:
+        while running:
+            done, running = await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
+            for child in sorted((task.result() for task in done), key=lambda n: n.node_id):  # launch order
+                if child.stop_reason is None:
+                    running |= launch(child)
+    except BaseException:  # a failed call (or a cancelled sampler) stops the whole tree
+        for task in running:
+            task.cancel()
+        await asyncio.gather(*running, return_exceptions=True)
+        raise
+    tree.renumber()
+
+
+def _unfinished(tree: Tree, opts: RolloutOptions) -> RuntimeError:
+    return RuntimeError(f"tree for prompt {tree.prompt_uid!r} did not finish within {opts.max_steps} rounds")
 
 
 async def sample_treepo(
@@ -129,7 +191,7 @@ async def sample_treepo(
             counts = split_budget(total, a, opts.divergence, rng, scores, opts.divergence_temperature,
                                   opts.divergence_prefer)
             pending = list(zip(active, counts))
-    raise RuntimeError(f"tree for prompt {prompt_uid!r} did not finish within {opts.max_steps} rounds")
+    raise _unfinished(tree, opts)
 
 
 def _fallback(tree: Tree, rng: random.Random, budget: int, b: int, d: int) -> list[tuple[Node, int]]:
