@@ -35,6 +35,7 @@ on, so a tree's children reuse the KV blocks of their parent's prefix, as in ver
 from __future__ import annotations
 
 import asyncio
+import gc
 import itertools
 from typing import Any, Optional
 
@@ -148,17 +149,24 @@ class VLLMEngine:
 
     async def aclose(self) -> None:
         """Shut vLLM's engine core down (idempotent)."""
+        if not self._closed:
+            self.close()
+            await asyncio.sleep(0)  # let the cancelled output handler finish
+
+    def close(self) -> None:
+        """The same, from outside an event loop.
+
+        AsyncLLM holds reference cycles, so without a collection here its `__del__` (which shuts
+        down again) would run at interpreter exit, after vLLM's module globals are gone, and print
+        "Exception ignored in AsyncLLM.__del__ ... 'NoneType' object is not callable".
+        """
         if self._closed:
             return
         self._closed = True
-        self.engine.shutdown()
-        await asyncio.sleep(0)  # let the cancelled output handler finish
-
-    def close(self) -> None:
-        """The same, from outside an event loop."""
-        if not self._closed:
-            self._closed = True
-            self.engine.shutdown()
+        engine, self.engine = self.engine, None
+        engine.shutdown()
+        del engine
+        gc.collect()
 
     async def __aenter__(self) -> "VLLMEngine":
         return self
