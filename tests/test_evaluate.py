@@ -96,7 +96,7 @@ BAD = {"missing": "no such file", "not-parquet": "cannot be read as parquet",
 @pytest.mark.parametrize("kind", list(BAD))
 def test_a_bad_second_benchmark_stops_the_run_before_any_sampling(setup, tmp_path, capsys, monkeypatch, kind):
     root, model = setup
-    monkeypatch.setattr(evaluate_module, "sample_local", no_sampling)
+    monkeypatch.setattr(evaluate_module, "open_engine", no_sampling)
     good = root / "data" / "gsm8k.parquet"
     bad = bad_benchmark(kind, good, tmp_path)
     assert main(evaluate_cli(model, [good, bad], tmp_path / "out")) == 2
@@ -123,7 +123,7 @@ def test_an_empty_benchmark_never_enters_the_table(setup, tmp_path, capsys):
 ])
 def test_a_bad_local_model_path_is_named(setup, tmp_path, capsys, monkeypatch, model, expect):
     root, _ = setup
-    monkeypatch.setattr(evaluate_module, "sample_local", no_sampling)
+    monkeypatch.setattr(evaluate_module, "open_engine", no_sampling)
     if model == "FILE":
         model = tmp_path / "weights.bin"
         model.write_text("")
@@ -145,7 +145,7 @@ def test_a_hub_id_goes_to_transformers_and_its_failure_is_one_line(setup, tmp_pa
         raise OSError(f"We couldn't connect to 'https://huggingface.co' to load the files of {name}.\nDetails.")
 
     monkeypatch.setattr(transformers.AutoTokenizer, "from_pretrained", staticmethod(offline))
-    monkeypatch.setattr(evaluate_module, "sample_local", no_sampling)
+    monkeypatch.setattr(evaluate_module, "open_engine", no_sampling)
     assert main(evaluate_cli("nobody/no-such-model", [root / "data" / "gsm8k.parquet"], tmp_path / "out")) == 2
     assert asked == ["nobody/no-such-model"]
     err = one_line_error(capsys)
@@ -168,3 +168,44 @@ def test_bad_settings_are_one_line_errors(setup, tmp_path, capsys, args, expect)
 def test_compare_names_a_directory_without_results(tmp_path, capsys):
     assert main(["--compare", str(tmp_path), str(tmp_path)]) == 2
     assert f"--compare {tmp_path}: no results.json in it" in one_line_error(capsys)
+
+
+# ---- the engine: vLLM (treerpo.engines.vllm) when it imports, else local -------------------------
+def broken_vllm(monkeypatch, error: Exception | None):
+    """`import vllm` fails: not installed (error None) or raising `error` (a broken install)."""
+    import builtins
+    import sys
+
+    monkeypatch.delitem(sys.modules, "vllm", raising=False)
+    if error is None:
+        monkeypatch.setitem(sys.modules, "vllm", None)  # ModuleNotFoundError, name "vllm"
+        return
+    real = builtins.__import__
+
+    def fake(name, *args, **kwargs):
+        if name == "vllm" or name.startswith("vllm."):
+            raise error
+        return real(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", fake)
+
+
+@pytest.mark.parametrize("error, expect", [
+    (None, "--engine vllm: vLLM is not installed; use --engine local"),
+    (OSError("libnvrtc.so.13: cannot open shared object file\nmore"),
+     "--engine vllm: vLLM does not import (OSError: libnvrtc.so.13: cannot open shared object file); use --engine local"),
+])
+def test_engine_vllm_without_vllm_is_one_line(setup, tmp_path, capsys, monkeypatch, error, expect):
+    root, model = setup
+    broken_vllm(monkeypatch, error)
+    monkeypatch.setattr(evaluate_module, "open_engine", no_sampling)
+    assert main(evaluate_cli(model, [root / "data" / "gsm8k.parquet"], tmp_path / "out", "--engine", "vllm")) == 2
+    assert f"evaluate: error: {expect}" in one_line_error(capsys)
+
+
+@pytest.mark.parametrize("error", [None, OSError("libnvrtc.so.13")])
+def test_engine_auto_falls_back_to_local_without_vllm(monkeypatch, error):
+    from treerpo.tools.eval_inputs import pick_engine
+
+    broken_vllm(monkeypatch, error)
+    assert pick_engine("auto") == "local" and pick_engine("local") == "local"

@@ -5,7 +5,8 @@
     await generate(request_id, *, prompt_ids=[...], sampling_params={...}) -> TokenOutput-like
         (.token_ids, .log_probs, .stop_reason, .extra_fields["num_cached_tokens"])
 
-which is verl's vLLM `LLMServerClient` on GPUs and `treerpo.engines.local.LocalEngine` on CPU.
+which is verl's vLLM `LLMServerClient` in training, and outside verl `treerpo.engines.vllm.VLLMEngine`
+(vLLM's AsyncLLM in-process, prefix caching on) or `treerpo.engines.local.LocalEngine` (transformers).
 Only the first output of a call comes back, so a node with k children makes k concurrent calls
 with the same prefix; all calls of a tree share one request_id (sticky routing keeps the tree
 on one vLLM replica, where the prefix cache holds its shared prefixes).

@@ -125,16 +125,18 @@ def check_out(out: Path) -> None:
 
 
 def pick_engine(engine: str) -> str:
+    """"local", or "vllm" when asked for or (auto) when vLLM imports; --engine vllm without it is an InputError."""
     if engine == "local":
         return engine
     try:
         import vllm  # noqa: F401
-
-        return "vllm"
-    except ImportError:
+    except Exception as e:  # not installed, or a broken install (e.g. a CUDA torchcodec on a CPU machine)
         if engine == "vllm":
-            raise InputError("--engine vllm: vLLM is not installed") from None
+            why = "is not installed" if isinstance(e, ModuleNotFoundError) and e.name == "vllm" else \
+                f"does not import ({type(e).__name__}: {first_line(e)})"
+            raise InputError(f"--engine vllm: vLLM {why}; use --engine local") from None
         return "local"
+    return "vllm"
 
 
 def tokenize(benchmark: Benchmark, tokenizer, model: str) -> list[list[int]]:

@@ -6,8 +6,11 @@
 
 Per benchmark: Pass@1 as the mean over k samples per problem (averaged over problems), a 95%
 bootstrap interval over problems, and the mean response length in tokens; then the average over
-benchmarks (as the papers' "Avg"/"Overall" columns). Sampling uses vLLM when it is installed,
-else the local transformers engine (treerpo.engines.local). Defaults follow TreePO's protocol
+benchmarks (as the papers' "Avg"/"Overall" columns). Sampling: `--engine auto` (the default) uses
+vLLM through treerpo.engines.vllm (AsyncLLM, prefix caching on) when vLLM imports, else the local
+transformers engine (treerpo.engines.local); `--engine vllm` stops with one line when vLLM does
+not import; `--engine local` never imports it. Sample j of problem i has its own seed
+(seed * 1000003 + i * k + j) on either engine. Defaults follow TreePO's protocol
 (temperature 0.6, top_p 1.0, 16 samples) with max_tokens 3072 to fit Qwen2.5-Math's 4k context.
 Writes results.json (with every sampling setting and seed), results.csv, results.md and
 samples.jsonl into --out.
@@ -30,7 +33,6 @@ import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 from tqdm import tqdm
@@ -62,19 +64,30 @@ def bootstrap_ci(per_problem: np.ndarray, n: int, seed: int) -> tuple[float, flo
 
 
 # ---- sampling --------------------------------------------------------------------------------
-def sample_vllm(llm, settings: Settings, prompts: list[list[int]]) -> list[list[list[int]]]:
-    from vllm import SamplingParams
+def open_engine(settings: Settings, engine: str, tokenizer):
+    """Load the model once, for every benchmark: treerpo's vLLM adapter or the local engine.
 
-    params = SamplingParams(n=settings.k, temperature=settings.temperature, top_p=settings.top_p,
-                            max_tokens=settings.max_tokens, seed=settings.seed)
-    outs = llm.generate([{"prompt_token_ids": p} for p in prompts], params)
-    return [[list(c.token_ids) for c in o.outputs] for o in outs]
+    Both take the same calls (verl's `generate` interface), so the samples differ between
+    engines only by their numerics and random streams, never by the protocol.
+    """
+    if engine == "vllm":
+        from treerpo.engines.vllm import VLLMEngine
 
+        return VLLMEngine.from_model(settings.model, seed=settings.seed)
+    import torch
+    from transformers import AutoModelForCausalLM
 
-def sample_local(settings: Settings, prompts: list[list[int]], model, tokenizer) -> list[list[list[int]]]:
     from treerpo.engines.local import LocalEngine
 
-    engine = LocalEngine(model, tokenizer.eos_token_id, tokenizer.pad_token_id or 0)
+    try:
+        model = AutoModelForCausalLM.from_pretrained(settings.model, dtype=torch.float32).eval()
+    except Exception as e:
+        raise load_error(settings.model, e) from None
+    return LocalEngine(model, tokenizer.eos_token_id, tokenizer.pad_token_id or 0)
+
+
+async def sample_prompts(engine, settings: Settings, prompts: list[list[int]]) -> list[list[list[int]]]:
+    """k samples per prompt, all in flight at once; sample j of prompt i has its own seed."""
     bar = tqdm(total=len(prompts) * settings.k, desc="sampling", unit="sample")
 
     async def one(i, j, p):
@@ -82,32 +95,23 @@ def sample_local(settings: Settings, prompts: list[list[int]], model, tokenizer)
             "max_tokens": settings.max_tokens, "temperature": settings.temperature, "top_p": settings.top_p,
             "seed": settings.seed * 1_000_003 + i * settings.k + j})
         bar.update(1)
-        return out.token_ids
+        return list(out.token_ids)
 
-    async def run():
-        return await asyncio.gather(*(asyncio.gather(*(one(i, j, p) for j in range(settings.k)))
-                                      for i, p in enumerate(prompts)))
-
-    results = asyncio.run(run())
-    bar.close()
+    try:
+        results = await asyncio.gather(*(asyncio.gather(*(one(i, j, p) for j in range(settings.k)))
+                                         for i, p in enumerate(prompts)))
+    finally:
+        bar.close()
     return [list(r) for r in results]
 
 
-def make_sampler(settings: Settings, engine: str, tokenizer) -> Callable[[list[list[int]]], list]:
-    """Load the model once, for every benchmark: prompts -> k token lists per prompt."""
-    if engine == "vllm":
-        from vllm import LLM
-
-        llm = LLM(model=settings.model, seed=settings.seed, enable_prefix_caching=True)
-        return lambda prompts: sample_vllm(llm, settings, prompts)
-    import torch
-    from transformers import AutoModelForCausalLM
-
+async def sample_benchmarks(engine, settings: Settings, prompt_sets: list[list[list[int]]]) -> list:
+    """Every benchmark's samples, in one event loop (vLLM's engine serves one), then the engine closed."""
     try:
-        model = AutoModelForCausalLM.from_pretrained(settings.model, dtype=torch.float32).eval()
-    except Exception as e:
-        raise load_error(settings.model, e) from None
-    return lambda prompts: sample_local(settings, prompts, model, tokenizer)
+        return [await sample_prompts(engine, settings, prompts) for prompts in prompt_sets]
+    finally:
+        if hasattr(engine, "aclose"):
+            await engine.aclose()
 
 
 def score(benchmark: Benchmark, samples: list, tokenizer, settings: Settings, samples_file) -> dict:
@@ -152,13 +156,13 @@ def evaluate(settings: Settings, data: list[str], out: Path) -> dict:
     except Exception as e:
         raise load_error(settings.model, e) from None
     prompts = [tokenize(b, tokenizer, settings.model) for b in benchmarks]
-    sample = make_sampler(settings, engine, tokenizer)
+    samples = asyncio.run(sample_benchmarks(open_engine(settings, engine, tokenizer), settings, prompts))
     out.mkdir(parents=True, exist_ok=True)
     results = {"settings": {**asdict(settings), "engine": engine}, "benchmarks": {},
                "date": time.strftime("%Y-%m-%d %H:%M:%S")}
     with open(out / "samples.jsonl", "w", encoding="utf-8") as samples_file:
-        for b, p in zip(benchmarks, prompts):
-            results["benchmarks"][b.name] = score(b, sample(p), tokenizer, settings, samples_file)
+        for b, s in zip(benchmarks, samples):
+            results["benchmarks"][b.name] = score(b, s, tokenizer, settings, samples_file)
     results["average"] = average(results["benchmarks"])
     write_tables(results, out)
     return results
@@ -246,7 +250,8 @@ def build_parser() -> Parser:
     ap.add_argument("--top-p", type=number(float, 0.0, 1.0, open_low=True), default=1.0)
     ap.add_argument("--max-tokens", type=number(int, 1), default=3072)
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--engine", choices=["auto", "vllm", "local"], default="auto")
+    ap.add_argument("--engine", choices=["auto", "vllm", "local"], default="auto",
+                    help="auto: vllm when it imports, else local (default)")
     ap.add_argument("--compare", nargs=2, metavar=("A", "B"), help="two --out directories to compare")
     return ap
 
