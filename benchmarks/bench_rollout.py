@@ -17,6 +17,9 @@ analytic count, prompt tokens sent to the engine, the fraction of them the engin
 prefix cache (sum of num_cached_tokens / sum of prompt tokens; "children": the calls whose prompt
 is longer than the tree's prompt, i.e. that continue a generated prefix; "all": every call), wall
 time, tokens/s, trajectories/s, and tree/flat ratios: each figure the median over --reps runs.
+TreeRPO trees are sampled barrier-free (a node's children start when it returns, the default
+`expansion=async`); each repetition also samples them level-synchronously (`expansion=level`,
+every level waits for its slowest node) and the two wall times are printed.
 
     python -m benchmarks.bench_rollout                                  # local engine, tiny model, CPU
     python -m benchmarks.bench_rollout --shape qwen2.5-1.5b --device cuda --dtype bfloat16
@@ -54,6 +57,7 @@ import asyncio
 import statistics
 import tempfile
 import time
+from dataclasses import replace
 
 import torch
 
@@ -194,14 +198,24 @@ async def bench(args, engine, eos_id: int) -> None:
         if method == "treepo" and args.b ** args.d < args.w:
             print(f"\nnote: {args.b}^{args.d} paths < w={args.w}: TreePO's fallback adds rounds the analytic count omits")
         for eos in eos_modes:
-            trees, flats = [], []
+            trees, flats, levels = [], [], []
+            level_opts = replace(opts, expansion="level") if method == "treerpo" else None
             for _ in range(args.reps):
                 p = fresh_prompts()
                 trees.append(await measure(engine, lambda e: run_tree(e, p, opts, max_len, eos), args.prompt_len))
                 p = fresh_prompts()
                 flats.append(await measure(engine, lambda e: run_flat(e, p, leaves, max_len, eos), args.prompt_len))
+                if level_opts is not None:
+                    p = fresh_prompts()
+                    levels.append(await measure(engine, lambda e: run_tree(e, p, level_opts, max_len, eos),
+                                                args.prompt_len))
             label = "EOS ignored" if eos is None else f"model EOS {eos} (analytic = upper bound)"
             print_table(method, shape, opts, label, median(trees), median(flats), tree_expect, flat_expect, args.reps)
+            if levels:
+                lv, bf = median(levels), median(trees)
+                print(f"treerpo expansion: level-synchronous {lv['secs']:.2f} s, barrier-free {bf['secs']:.2f} s "
+                      f"(barrier-free/level {bf['secs'] / lv['secs']:.3f}; level tree/flat "
+                      f"{lv['secs'] / median(flats)['secs']:.3f})")
 
 
 async def amain(args, tmp: str) -> None:
