@@ -59,13 +59,12 @@ def _fill(node: Node, seg: Segment) -> None:
     node.global_steps = seg.global_steps
 
 
-async def _grow(tree: Tree, source: SegmentSource, request_id: str, jobs: list[tuple[Node, int]]):
-    """Generate one segment for each (parent, max_tokens) job, concurrently; returns the children."""
-    segs = await asyncio.gather(
-        *(source.continue_(request_id, tree.prefix_ids(parent), max_tokens) for parent, max_tokens in jobs)
-    )
+async def _grow(tree: Tree, parents: list[Node], call: Callable[[Node], Awaitable[Segment]]):
+    """One segment for each parent (a parent listed k times gets k children), all calls at once;
+    returns the (child, segment) pairs, children in the order of `parents`."""
+    segs = await asyncio.gather(*(call(p) for p in parents))
     children = []
-    for (parent, _), seg in zip(jobs, segs):
+    for parent, seg in zip(parents, segs):
         child = tree.add_child(parent, [])
         _fill(child, seg)
         children.append((child, seg))
@@ -101,11 +100,8 @@ async def _treerpo_levels(tree: Tree, opts: RolloutOptions, call, stop) -> None:
     frontier = [tree.root]
     for _ in range(opts.max_steps):
         parents = [p for p in frontier for _ in range(opts.branching)]
-        segs = await asyncio.gather(*(call(p) for p in parents))
         frontier = []
-        for parent, seg in zip(parents, segs):
-            child = tree.add_child(parent, [])
-            _fill(child, seg)
+        for child, seg in await _grow(tree, parents, call):
             child.stop_reason = stop(child, seg)
             if child.stop_reason is None:
                 frontier.append(child)
@@ -163,6 +159,10 @@ async def sample_treepo(
     rng = tree_rng(opts.seed, prompt_uid)
     w, b, d, l = opts.leaves, opts.branch, opts.max_segments, opts.segment_tokens
     max_resp = max_response_tokens
+
+    def call(parent: Node) -> Awaitable[Segment]:
+        return source.continue_(request_id, tree.prefix_ids(parent), min(l, max_resp - parent.end))
+
     pending: list[tuple[Node, int]] = [(tree.root, min(rng.randint(*opts.init_branches), w))]
     n_leaves = 0
     for _ in range(opts.max_steps):
@@ -170,9 +170,9 @@ async def sample_treepo(
             if n_leaves >= w:
                 return tree
             pending = _fallback(tree, rng, w - n_leaves, b, d)
-        jobs = [(p, min(l, max_resp - p.end)) for p, k in pending for _ in range(k)]
+        parents = [p for p, k in pending for _ in range(k)]
         active, finished_now = [], 0
-        for child, seg in await _grow(tree, source, request_id, jobs):
+        for child, seg in await _grow(tree, parents, call):
             reason = classify(seg, child.depth, child.end, max_depth=d, max_response=max_resp, detokenize=detokenize,
                               repetition=(opts.repetition_window, opts.repetition_count))
             if reason is None:
