@@ -203,3 +203,14 @@ def test_metrics_summary_plot_and_report(tmp_path):
     assert res["treerpo"]["seeds"] == 2 and math.isclose(res["treerpo"]["change"][0], 0.0, abs_tol=1e-9)
     assert math.isclose(res["grpo"]["final"][0], 35.0)
     assert "| grpo | 1 |" in (tmp_path / "results.md").read_text()
+
+
+def test_cli_tree_shape_flags_reach_the_run(monkeypatch):
+    from verl_ext import cli
+
+    seen = {}
+    monkeypatch.setattr(tiny_run, "check", lambda run: seen.setdefault("run", run) and 0)
+    assert cli.main(["train", "--check-only", "--branching", "3", "--depth", "3", "--step-tokens", "9"]) == 0
+    run = seen["run"]
+    assert (run.branching, run.depth, run.step_tokens, run.response_length) == (3, 3, 9, 27)
+    assert "tree.rollout.step_tokens=9" in run.sizes("m", "d")

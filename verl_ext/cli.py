@@ -39,6 +39,9 @@ def main(argv=None) -> int:
                     help="validate every N steps, before training and after the last (default: %(default)s)")
     tr.add_argument("--task-steps", type=int, default=defaults.task_steps,
                     help="operations per arithmetic problem; a new value warms up its own base (default: %(default)s)")
+    for flag, name in (("--branching", "branching"), ("--depth", "depth"), ("--step-tokens", "step_tokens")):
+        tr.add_argument(flag, type=int, default=getattr(defaults, name),
+                        help=f"TreeRPO {name} of the tree; the response length is depth x step tokens (default: %(default)s)")
     tr.add_argument("--out", default=None, help="output directory (default: runs/tiny/<estimator>-seed<seed>)")
     tr.add_argument("--verbose", action="store_true", help="stream verl's own output instead of a progress bar")
     tr.add_argument("--resume", action="store_true",
@@ -59,7 +62,8 @@ def main(argv=None) -> int:
         return 0
     run = tiny_run.TinyRun(estimator=args.estimator, seed=args.seed, steps=args.steps, out=args.out,
                            prompts_per_step=args.prompts_per_step, test_freq=args.test_freq,
-                           task_steps=args.task_steps,
+                           task_steps=args.task_steps, branching=args.branching, depth=args.depth,
+                           step_tokens=args.step_tokens,
                            extra=list(args.overrides))
     if args.check_only:
         return tiny_run.check(run)
