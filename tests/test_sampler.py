@@ -67,6 +67,23 @@ def test_treerpo_max_length_leaf():
     assert depth_counts(tree) == {1: 2, 2: 4}
 
 
+@pytest.mark.parametrize("expansion", ["async", "level"])
+def test_treerpo_step_tokens_per_level(expansion):
+    opts = RolloutOptions(method="treerpo", branching=2, depth=3, step_tokens=[2, 5, 3], expansion=expansion)
+    assert opts.max_response_tokens == 10
+    tree, eng = run(call_tokens, opts)
+    assert depth_counts(tree) == {1: 2, 2: 4, 3: 8}
+    assert all(tree.segment_ends(l) == [2, 7, 10] for l in tree.leaves())
+    assert Counter(c["max_tokens"] for c in eng.calls) == {2: 2, 5: 4, 3: 8}
+
+
+def test_treerpo_step_tokens_list_needs_one_length_per_level():
+    with pytest.raises(ValueError, match=r"tree.rollout.step_tokens=.*one length per level: 2 given, depth is 3"):
+        RolloutOptions(method="treerpo", depth=3, step_tokens=[4, 4])
+    with pytest.raises(ValueError, match="step_tokens.*>= 1"):
+        RolloutOptions(method="treerpo", depth=2, step_tokens=[4, 0])
+
+
 # ---- TreePO --------------------------------------------------------------------------------------
 TREEPO = dict(method="treepo", branch=2, leaves=16, init_branches=2, max_segments=6, segment_tokens=3)
 

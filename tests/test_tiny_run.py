@@ -205,12 +205,19 @@ def test_metrics_summary_plot_and_report(tmp_path):
     assert "| grpo | 1 |" in (tmp_path / "results.md").read_text()
 
 
-def test_cli_tree_shape_flags_reach_the_run(monkeypatch):
+def test_cli_tree_shape_flags_reach_the_run(monkeypatch, capsys):
     from verl_ext import cli
 
-    seen = {}
-    monkeypatch.setattr(tiny_run, "check", lambda run: seen.setdefault("run", run) and 0)
+    seen = []
+    monkeypatch.setattr(tiny_run, "check", lambda run: seen.append(run) or 0)
     assert cli.main(["train", "--check-only", "--branching", "3", "--depth", "3", "--step-tokens", "9"]) == 0
-    run = seen["run"]
+    run = seen[-1]
     assert (run.branching, run.depth, run.step_tokens, run.response_length) == (3, 3, 9, 27)
     assert "tree.rollout.step_tokens=9" in run.sizes("m", "d")
+    assert cli.main(["train", "--check-only", "--depth", "2", "--step-tokens", "10,20"]) == 0
+    run = seen[-1]
+    assert (run.step_tokens, run.response_length) == ((10, 20), 30)
+    assert "tree.rollout.step_tokens=[10,20]" in run.sizes("m", "d")
+    with pytest.raises(SystemExit):
+        cli.main(["train", "--check-only", "--step-tokens", "10,x"])
+    assert "--step-tokens: expected an int or a comma-separated list of ints, got '10,x'" in capsys.readouterr().err

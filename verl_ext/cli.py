@@ -23,6 +23,15 @@ import sys
 from verl_ext import tiny_run
 
 
+def _step_tokens(text: str):
+    """`18` (every level) or `10,20` (one length per level)."""
+    try:
+        values = tuple(int(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an int or a comma-separated list of ints, got {text!r}")
+    return values[0] if len(values) == 1 else values
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="treerpo", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -39,9 +48,11 @@ def main(argv=None) -> int:
                     help="validate every N steps, before training and after the last (default: %(default)s)")
     tr.add_argument("--task-steps", type=int, default=defaults.task_steps,
                     help="operations per arithmetic problem; a new value warms up its own base (default: %(default)s)")
-    for flag, name in (("--branching", "branching"), ("--depth", "depth"), ("--step-tokens", "step_tokens")):
-        tr.add_argument(flag, type=int, default=getattr(defaults, name),
-                        help=f"TreeRPO {name} of the tree; the response length is depth x step tokens (default: %(default)s)")
+    tr.add_argument("--branching", type=int, default=defaults.branching, help="TreeRPO N (default: %(default)s)")
+    tr.add_argument("--depth", type=int, default=defaults.depth, help="TreeRPO D (default: %(default)s)")
+    tr.add_argument("--step-tokens", type=_step_tokens, default=defaults.step_tokens,
+                    help="TreeRPO L_step, or one length per level (`10,20`); the response length is their "
+                         "sum over the D levels (default: %(default)s)")
     tr.add_argument("--out", default=None, help="output directory (default: runs/tiny/<estimator>-seed<seed>)")
     tr.add_argument("--verbose", action="store_true", help="stream verl's own output instead of a progress bar")
     tr.add_argument("--resume", action="store_true",

@@ -33,7 +33,7 @@ import sys
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Optional
+from typing import Optional, Union
 
 from treerpo.tiny.task import DATA_SOURCE, problems, verl_row
 
@@ -95,7 +95,7 @@ class TinyRun:
     # tree shape: every path at most 36 tokens (a worked 2-step solution is about 27)
     branching: int = 3  # TreeRPO N
     depth: int = 2  # TreeRPO D
-    step_tokens: int = 18  # TreeRPO L_step
+    step_tokens: Union[int, tuple] = 18  # TreeRPO L_step; a tuple gives one per level
     leaves: int = 9  # TreePO w; GRPO n (equal leaves per prompt: N^D)
     segment_tokens: int = 12  # TreePO l
     max_segments: int = 3  # TreePO d
@@ -112,7 +112,8 @@ class TinyRun:
     def response_length(self) -> int:
         if self.estimator == "treepo":
             return self.segment_tokens * self.max_segments
-        return self.step_tokens * self.depth
+        L = self.step_tokens
+        return L * self.depth if isinstance(L, int) else sum(L)
 
     @property
     def base_dir(self) -> Path:
@@ -128,7 +129,7 @@ class TinyRun:
         shape = {
             "grpo": [f"actor_rollout_ref.rollout.n={self.leaves}"],
             "treerpo": [f"tree.rollout.branching={self.branching}", f"tree.rollout.depth={self.depth}",
-                        f"tree.rollout.step_tokens={self.step_tokens}", f"tree.rollout.dump_path={out / 'trees.jsonl'}"],
+                        f"tree.rollout.step_tokens={_hydra(self.step_tokens)}", f"tree.rollout.dump_path={out / 'trees.jsonl'}"],
             "treepo": [f"tree.rollout.leaves={self.leaves}", "tree.rollout.branch=2",
                        f"tree.rollout.segment_tokens={self.segment_tokens}",
                        f"tree.rollout.max_segments={self.max_segments}", f"tree.rollout.dump_path={out / 'trees.jsonl'}"],
@@ -160,6 +161,11 @@ class TinyRun:
 
     def overrides(self, model_path: str, data_dir: str) -> list[str]:
         return ["+preset=cpu", *RECIPE, *METHOD[self.estimator], *self.sizes(model_path, data_dir), *self.extra]
+
+
+def _hydra(value) -> str:
+    """An int or a tuple of ints as a Hydra override value (`18`, `[10,20]`)."""
+    return str(value) if isinstance(value, int) else "[" + ",".join(str(v) for v in value) + "]"
 
 
 # Why the tiny run's settings differ from the GPU recipe where they are not plain sizes. Measured on

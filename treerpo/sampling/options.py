@@ -8,7 +8,7 @@ has no `tree` group). `verl_ext.estimators` reads them from the config verl hand
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
-from typing import Any, Mapping, Optional
+from typing import Any, Mapping, Optional, Union
 
 from treerpo.sampling.tree import VALUE_RULES
 
@@ -90,8 +90,11 @@ class RolloutOptions:
     """N: children of every internal node. 8 as quoted from the TreeRPO paper by a public review."""
     depth: int = 3
     """D: the maximum number of steps (segments) on a path. 3 in the TreeRPO paper (review quote)."""
-    step_tokens: int = 384
-    """L_step: at most this many tokens per step. 384 in the TreeRPO paper (review quote)."""
+    step_tokens: Union[int, tuple] = 384
+    """L_step: at most this many tokens per step. 384 in the TreeRPO paper (review quote).
+    A list of D lengths gives each level its own (level 1 first; an extension, not in the paper):
+    it puts the branch points where a task's decisions are, e.g. `[10, 20]` on the CPU miniature,
+    where the first result is written by token 6 and the second starts at token 11 or 13."""
     expansion: str = "async"
     """How the TreeRPO tree grows. `async` (barrier-free): a node that did not stop gets its N
     children as soon as its own segment is back. `level` (level-synchronous): every node of a
@@ -157,7 +160,15 @@ class RolloutOptions:
             bad("expansion", f"expected one of {EXPANSIONS}")
         if self.divergence_prefer not in ("low", "high"):
             bad("divergence_prefer", "expected 'low' or 'high'")
-        for name in ("branching", "depth", "step_tokens", "segment_tokens", "max_segments", "branch", "leaves",
+        L = self.step_tokens
+        if not isinstance(L, int):  # a list (OmegaConf's ListConfig included): one length per level
+            L = tuple(int(x) for x in L)
+            if len(L) != int(self.depth):
+                bad("step_tokens", f"a list needs one length per level: {len(L)} given, depth is {self.depth}")
+            object.__setattr__(self, "step_tokens", L)
+        if min(L if isinstance(L, tuple) else (L,)) < 1:
+            bad("step_tokens", "must be >= 1")
+        for name in ("branching", "depth", "segment_tokens", "max_segments", "branch", "leaves",
                      "repetition_window", "repetition_count", "max_steps"):
             if int(getattr(self, name)) < 1:
                 bad(name, "must be >= 1")
@@ -183,8 +194,13 @@ class RolloutOptions:
     def max_response_tokens(self) -> int:
         """The longest path the shape allows."""
         if self.method == "treerpo":
-            return self.depth * self.step_tokens
+            return sum(self.step_tokens_at(d) for d in range(1, self.depth + 1))
         return self.max_segments * self.segment_tokens
+
+    def step_tokens_at(self, depth: int) -> int:
+        """L_step of a TreeRPO segment at `depth` (1 = the root's children)."""
+        L = self.step_tokens
+        return L if isinstance(L, int) else L[depth - 1]
 
     @classmethod
     def from_mapping(cls, m: Mapping[str, Any] | None) -> "RolloutOptions":

@@ -85,7 +85,7 @@ async def sample_treerpo(
     max_resp = max_response_tokens
 
     def call(parent: Node) -> Awaitable[Segment]:  # a child's segment continues its parent's full prefix
-        return source.continue_(request_id, tree.prefix_ids(parent), min(opts.step_tokens, max_resp - parent.end))
+        return source.continue_(request_id, tree.prefix_ids(parent), min(opts.step_tokens_at(parent.depth + 1), max_resp - parent.end))
 
     def stop(child: Node, seg: Segment) -> Optional[StopReason]:
         return classify(seg, child.depth, child.end, max_depth=opts.depth, max_response=max_resp, detokenize=detokenize)
