@@ -5,6 +5,7 @@ import json
 import pytest
 
 from tests.helpers import build_tree
+from treerpo.sampling.options import AdvantageOptions
 from treerpo.tools.tree_dump import append_jsonl, tree_record
 
 
@@ -23,3 +24,14 @@ def test_leaves_of_different_lengths(tmp_path, method):
     assert rec["prompt_ids"] == [1, 2, 3] and rec["step"] == 4
     append_jsonl(str(tmp_path / "t.jsonl"), rec)
     assert json.loads((tmp_path / "t.jsonl").read_text())["prompt_uid"] == "p"
+
+
+def test_pruned_flags_and_options_are_recorded():
+    # a group of one (node 1's single child) and a group of two that disagree (the root's)
+    tree = build_tree("p", [(2, [(1, 1.0)]), (3, 0.0)])
+    opts = AdvantageOptions(norm="mean", tau=0.2)
+    rec = tree_record(tree, str, "treerpo", opts)
+    pruned = {tuple(n["path"]): n["pruned"] for n in rec["nodes"]}
+    assert pruned == {(0,): False, (1,): False, (0, 0): True}
+    assert rec["advantage_options"]["tau"] == 0.2 and rec["advantage_options"]["norm"] == "mean"
+    assert all(n["pruned"] is None for n in tree_record(tree, str, "treepo")["nodes"])

@@ -4,7 +4,9 @@ One line per tree: the prompt (text and token ids) and, per node, its path, dept
 token ids and their sampled log-probs, the policy version that generated it (verl's global step),
 stop reason, reward (leaves), value V(node) and advantage. The advantage written is the tree's
 own, before anything batch-wide: TreeRPO's step-level A(node) with `group`/`mean` normalisation
-(the unscaled deviation under `batch`); TreePO's per-leaf A_i before whitening.
+(the unscaled deviation under `batch`); TreePO's per-leaf A_i before whitening. TreeRPO nodes also
+carry `pruned` (their step-level group is not kept: a single child or sibling std below tau), and
+the record carries the `advantage_options` used, so a reader (`treerpo view`) need not guess them.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ def tree_record(tree: Tree, decode: Callable[[list[int]], str], method: str,
     leaves = tree.leaves()
     have_rewards = all(l.reward is not None for l in leaves)
     node_adv: dict[int, float] = {}
+    node_pruned: dict[int, bool] = {}
     if have_rewards:
         tree.compute_values(opts.value_rule)
         rows = leaf_rows(tree)
@@ -38,10 +41,11 @@ def tree_record(tree: Tree, decode: Callable[[list[int]], str], method: str,
         rewards = torch.tensor([float(l.reward) for l in leaves], dtype=torch.float64)
         if method == "treerpo":
             local = AdvantageOptions(**{**opts.__dict__, "norm": "mean" if opts.norm == "batch" else opts.norm})
-            adv, _, _ = step_level_advantages(table, rewards, local)
+            adv, _, pruned = step_level_advantages(table, rewards, local)
             for r, row in enumerate(rows):  # map table nodes back to tree nodes along each path
                 for j, node in enumerate(row.leaf.lineage()):
                     node_adv[node.node_id] = float(adv[table.row_nodes[r, j]])
+                    node_pruned[node.node_id] = bool(pruned[table.row_nodes[r, j]])
         else:
             a = treepo_row_advantages(table, rewards, opts)
             for r, row in enumerate(rows):
@@ -53,6 +57,7 @@ def tree_record(tree: Tree, decode: Callable[[list[int]], str], method: str,
         "prompt": decode(tree.prompt_ids),
         "prompt_tokens": len(tree.prompt_ids),
         "prompt_ids": list(tree.prompt_ids),
+        "advantage_options": dict(opts.__dict__),
         "nodes": [
             {
                 "id": n.node_id,
@@ -68,6 +73,7 @@ def tree_record(tree: Tree, decode: Callable[[list[int]], str], method: str,
                 "reward": n.reward,
                 "value": n.value,
                 "advantage": node_adv.get(n.node_id),
+                "pruned": node_pruned.get(n.node_id),
             }
             for n in tree.nodes
             if n.parent is not None
