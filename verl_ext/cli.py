@@ -2,6 +2,7 @@
 
     treerpo train [--estimator grpo|treerpo|treepo] [--seed 0] [--steps 24] [--out DIR] [overrides ...]
     treerpo warmup [--seed 0] --out DIR
+    treerpo view DUMP.jsonl [-o trees.html] [--step S] [--prompt ID]
 
 
 `train` runs verl 0.9.1's own trainer on this machine's CPU on the embedded default (a tiny
@@ -12,6 +13,9 @@ overrides for verl's config, passed last (e.g. `tree.advantage.norm=group`,
 `warmup` makes the starting checkpoint `train` uses for a seed (a supervised warm-up of the tiny
 model; treerpo/tiny/warmup.py). The project ships seed 0's, made with
 `treerpo warmup --seed 0 --out examples/tiny/base-seed0`; `train` copies it instead of warming up.
+
+`view` turns a tree dump (`trees.jsonl` of a run, `tree.rollout.dump_path`) into one self-contained
+HTML file: each tree with its segments, V(node), advantages and groups (treerpo/tools/tree_view.py).
 """
 
 from __future__ import annotations
@@ -35,12 +39,13 @@ def _step_tokens(text: str):
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="treerpo", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="cmd", required=True)
-    tr = sub.add_parser("train", help="verl's trainer on CPU with a tiny model: warm-up, then RL with the estimator",
+    tr = sub.add_parser("train", help="RL with verl's trainer on CPU, tiny model",
                         description=tiny_run.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     defaults = tiny_run.TinyRun()
     tr.add_argument("--estimator", choices=sorted(tiny_run.METHOD), default=defaults.estimator,
                     help="verl's `grpo` (flat sampling) or a tree method (default: %(default)s)")
-    tr.add_argument("--seed", type=int, default=defaults.seed)
+    tr.add_argument("--seed", type=int, default=defaults.seed,
+                    help="seed of the warm-up, the data and verl's run (default: %(default)s)")
     tr.add_argument("--steps", type=int, default=defaults.steps, help="verl training steps (default: %(default)s)")
     tr.add_argument("--prompts-per-step", type=int, default=defaults.prompts_per_step,
                     help="data.train_batch_size (default: %(default)s)")
@@ -60,11 +65,21 @@ def main(argv=None) -> int:
     tr.add_argument("--check-only", action="store_true",
                     help="compose and validate the config (verl_ext.check), launch nothing")
     tr.add_argument("overrides", nargs="*", help="Hydra overrides for verl's config, passed last")
-    wu = sub.add_parser("warmup", help="make the tiny model's starting checkpoint for a seed (what train starts from)")
-    wu.add_argument("--seed", type=int, default=defaults.seed)
-    wu.add_argument("--task-steps", type=int, default=defaults.task_steps)
+    wu = sub.add_parser("warmup", help="make the tiny model's starting checkpoint for a seed",
+                        description="The supervised warm-up `train` starts from (treerpo/tiny/warmup.py).")
+    wu.add_argument("--seed", type=int, default=defaults.seed, help="model init and data seed (default: %(default)s)")
+    wu.add_argument("--task-steps", type=int, default=defaults.task_steps,
+                    help="operations per arithmetic problem (default: %(default)s)")
     wu.add_argument("--out", required=True, help="directory for the checkpoint (HF format) and warmup.json")
+    vw = sub.add_parser("view", help="write a self-contained HTML viewer of a tree dump",
+                        description=tree_view_doc(), formatter_class=argparse.RawDescriptionHelpFormatter)
+    vw.add_argument("dump", help="the JSONL tree dump (a run's trees.jsonl, tree.rollout.dump_path)")
+    vw.add_argument("-o", "--out", default=None, help="HTML file to write (default: the dump's name with .html)")
+    vw.add_argument("--step", type=int, default=None, help="only the trees of this training step")
+    vw.add_argument("--prompt", default=None, help="only the trees of this prompt uid (or a prefix of it)")
     args = ap.parse_args(argv)
+    if args.cmd == "view":
+        return view(args)
     if args.cmd == "warmup":
         from treerpo.tiny.warmup import warm_up
 
@@ -87,6 +102,28 @@ def main(argv=None) -> int:
     print(tiny_run.report(summary))
     print(f"metrics: {run.out}/metrics.jsonl  curve: {run.out}/learning_curve.png  "
           f"checkpoints: {run.out}/checkpoints/  log: {run.out}/train.log")
+    return 0
+
+
+def tree_view_doc() -> str:
+    from treerpo.tools import tree_view, tree_view_page
+
+    return tree_view.__doc__ + "\n" + tree_view_page.__doc__
+
+
+def view(args) -> int:
+    """`treerpo view`: write the page, say where it is and how many trees it holds."""
+    import os
+
+    from treerpo.tools.tree_view import write_view
+
+    out = args.out or os.path.splitext(args.dump)[0] + ".html"
+    try:
+        n = write_view(args.dump, out, step=args.step, prompt=args.prompt)
+    except (OSError, ValueError) as e:
+        print(f"treerpo view: {e}", file=sys.stderr)
+        return 1
+    print(f"{out}: {n} trees (open it in any browser; it needs no network)")
     return 0
 
 
