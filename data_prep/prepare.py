@@ -29,6 +29,7 @@ import pandas as pd
 
 from data_prep.convert import MAX_ANSWER_CHARS, MAX_QUESTION_CHARS, columns_of, convert, ngrams, norm_question
 from data_prep.sources import DEFAULT_INSTRUCTION, EVAL_SETS, SOURCES, Source
+from treerpo import quiet
 
 ROLES = ("question", "solution", "answer", "level", "subject", "id")
 
@@ -84,6 +85,8 @@ def build_parser() -> Parser:
                     help=f"skip longer questions as too_long (default {MAX_QUESTION_CHARS})")
     ap.add_argument("--max-answer-chars", type=positive_int, default=MAX_ANSWER_CHARS,
                     help=f"skip longer ground truths as too_long (default {MAX_ANSWER_CHARS}, the verifier's limit)")
+    ap.add_argument("--verbose", action="store_true",
+                    help="show third-party warnings too (also TREERPO_VERBOSE=1; treerpo/quiet.py)")
     return ap
 
 
@@ -272,7 +275,9 @@ def print_summary(out: Path, summary: dict[str, dict]) -> None:
 
 def main(argv=None) -> int:
     try:
-        out, summary = prepare(build_parser().parse_args(argv))
+        args = build_parser().parse_args(argv)
+        quiet.install(args.verbose)
+        out, summary = prepare(args)
     except DataPrepError as e:
         print(f"data_prep: error: {e}", file=sys.stderr)
         return 2

@@ -40,4 +40,7 @@ def main(config: DictConfig) -> None:
 
 
 if __name__ == "__main__":
+    from treerpo import quiet
+
+    quiet.install()  # third-party warnings off unless TREERPO_VERBOSE=1 (treerpo/quiet.py)
     main()

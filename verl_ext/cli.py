@@ -24,6 +24,7 @@ import argparse
 import json
 import sys
 
+from treerpo import quiet
 from verl_ext import tiny_run
 
 
@@ -36,9 +37,12 @@ def _step_tokens(text: str):
     return values[0] if len(values) == 1 else values
 
 
-def main(argv=None) -> int:
+def build_parser() -> argparse.ArgumentParser:
+    """The `treerpo` parser: one subcommand per task, each option with its help line."""
     ap = argparse.ArgumentParser(prog="treerpo", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    sub = ap.add_subparsers(dest="cmd", required=True)
+    ap.add_argument("--verbose", dest="verbose_all", action="store_true",
+                    help="show third-party warnings too (also TREERPO_VERBOSE=1; treerpo/quiet.py)")
+    sub = ap.add_subparsers(dest="cmd", required=True, metavar="{train,warmup,view}")
     tr = sub.add_parser("train", help="RL with verl's trainer on CPU, tiny model",
                         description=tiny_run.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     defaults = tiny_run.TinyRun()
@@ -59,7 +63,8 @@ def main(argv=None) -> int:
                     help="TreeRPO L_step, or one length per level (`10,20`); the response length is their "
                          "sum over the D levels (default: %(default)s)")
     tr.add_argument("--out", default=None, help="output directory (default: runs/tiny/<estimator>-seed<seed>)")
-    tr.add_argument("--verbose", action="store_true", help="stream verl's own output instead of a progress bar")
+    tr.add_argument("--verbose", action="store_true",
+                    help="stream verl's own output instead of a progress bar, third-party warnings included")
     tr.add_argument("--resume", action="store_true",
                     help="continue from the last checkpoint in --out (default: a fresh run, earlier outputs removed)")
     tr.add_argument("--check-only", action="store_true",
@@ -77,7 +82,13 @@ def main(argv=None) -> int:
     vw.add_argument("-o", "--out", default=None, help="HTML file to write (default: the dump's name with .html)")
     vw.add_argument("--step", type=int, default=None, help="only the trees of this training step")
     vw.add_argument("--prompt", default=None, help="only the trees of this prompt uid (or a prefix of it)")
-    args = ap.parse_args(argv)
+    return ap
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    defaults = tiny_run.TinyRun()
+    quiet.install(args.verbose_all or getattr(args, "verbose", False))
     if args.cmd == "view":
         return view(args)
     if args.cmd == "warmup":

@@ -37,6 +37,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from treerpo import quiet
 from treerpo.reward.verifier import score_answer
 from treerpo.tools.eval_inputs import (Benchmark, InputError, Parser, check_model, check_out, load_benchmarks,
                                        load_error, pick_engine, tokenize)
@@ -253,11 +254,14 @@ def build_parser() -> Parser:
     ap.add_argument("--engine", choices=["auto", "vllm", "local"], default="auto",
                     help="auto: vllm when it imports, else local (default)")
     ap.add_argument("--compare", nargs=2, metavar=("A", "B"), help="two --out directories to compare")
+    ap.add_argument("--verbose", action="store_true",
+                    help="show third-party warnings too (also TREERPO_VERBOSE=1; treerpo/quiet.py)")
     return ap
 
 
 def run(argv) -> None:
     args = build_parser().parse_args(argv)
+    quiet.install(args.verbose)
     if args.compare:
         compare(*args.compare)
         return
