@@ -36,10 +36,12 @@ LOG_RECORDS = (
     ("verl.plugin.platform.platform_manager", "Platform override from VERL_PLATFORM"),  # our CPU mode sets it
 )
 
-# environment defaults for the processes we start (a value the user set is kept)
+# environment defaults for this process (read when those libraries are first imported) and the
+# processes it starts; a value the user set is kept
 CHILD_ENV = {
     "VLLM_LOGGING_LEVEL": "ERROR",  # vLLM's start-up notes (Triton absent, eager mode, LD_PRELOAD hints)
     "TRANSFORMERS_VERBOSITY": "error",  # e.g. "Qwen2VLImageProcessor requires torchvision"
+    "HF_HUB_DISABLE_PROGRESS_BARS": "1",  # transformers' "Loading weights" bar on every model load
 }
 
 

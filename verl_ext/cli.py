@@ -87,7 +87,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
-    defaults = tiny_run.TinyRun()
     quiet.install(args.verbose_all or getattr(args, "verbose", False))
     if args.cmd == "view":
         return view(args)

@@ -78,7 +78,11 @@ def main(argv=None) -> int:
     ap.add_argument("--prompts", type=int, default=4, help="trees to sample, one per problem (default: %(default)s)")
     ap.add_argument("--seed", type=int, default=0, help="problems and sampling seed (default: %(default)s)")
     ap.add_argument("--step", type=int, default=0, help="the `step` written into each record (default: %(default)s)")
+    ap.add_argument("--verbose", action="store_true", help="show third-party warnings too (treerpo/quiet.py)")
     args = ap.parse_args(argv)
+    from treerpo import quiet
+
+    quiet.install(args.verbose)
     n = sample_dump(args.out, args.method, args.prompts, args.seed, args.step)
     print(f"{args.out}: {args.prompts} trees, {n} nodes")
     return 0
