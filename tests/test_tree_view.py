@@ -74,6 +74,27 @@ def test_treepo_groups_reproduce_the_estimators_advantage(seed):
         assert sum(deltas) / len(deltas) == pytest.approx(by_id[n["id"]]["advantage"], abs=1e-9)
 
 
+@pytest.mark.parametrize("seed", range(10))
+def test_treepo_node_advantage_is_the_estimators_once_credit(seed):
+    import torch
+
+    from treerpo.advantages import node_table
+    from treerpo.advantages.segment import treepo_node_advantages, treepo_row_advantages
+    from treerpo.sampling.rows import leaf_rows
+
+    tree = random_tree(random.Random(seed), f"p{seed}", max_depth=4, max_branch=3)
+    v = {n["id"]: n for n in view_tree(tree_record(tree, decode, "treepo"))["nodes"]}
+    rows = leaf_rows(tree)
+    length = max(r.leaf.end for r in rows)
+    mask = (torch.arange(length)[None, :] < torch.tensor([r.leaf.end for r in rows])[:, None]).float()
+    table = node_table.build([r.uid for r in rows], mask)
+    rewards = torch.tensor([float(r.leaf.reward) for r in rows], dtype=torch.float64)
+    node_adv = treepo_node_advantages(table, treepo_row_advantages(table, rewards, AdvantageOptions()))
+    for r, row in enumerate(rows):
+        for j, node in enumerate(row.leaf.lineage()[:-1]):
+            assert v[node.node_id]["adv_below"] == pytest.approx(float(node_adv[table.row_nodes[r, j]]), abs=1e-9)
+
+
 @pytest.mark.parametrize("seed", range(20))
 def test_treerpo_states_match_the_estimators_pruning(seed):
     tree = random_tree(random.Random(seed), f"p{seed}", max_depth=4, max_branch=3)

@@ -92,15 +92,19 @@ def test_every_node_is_drawn_with_its_numbers(sampled, tmp_path):
         text = boxes[key]["text"]
         assert f"#{n['id']}" in text and f"{n['tokens']} tok" in text
         assert "V " + js_fixed(n["value"], 2, False) in text
-        adv = "–" if n["advantage"] is None else js_fixed(n["advantage"], 3, True)
-        assert "A " + adv in text
+        if n["advantage"] is None:  # a TreePO node above the leaves: the mean A_i below it
+            assert records[int(key[0])]["method"] == "treepo" and n["stop"] is None
+            shown = next(x for x in view_tree(records[int(key[0])])["nodes"] if x["id"] == n["id"])["adv_below"]
+            assert "Ā " + js_fixed(shown, 3, True) in text
+        else:
+            assert "A " + js_fixed(n["advantage"], 3, True) in text
         if n["stop"] is not None:
             leaves += 1
             assert n["stop"] in text and "R " + js_fixed(n["reward"], 2, False) in text
             assert "ans " in text
         style = boxes[key]["attrs"]["style"]
-        if n["advantage"] == 0.0 or abs(n["advantage"] or 0) > 0.05 * scale:  # colour: white for A = 0 only
-            assert ("rgb(255, 255, 255)" in style) == (n["advantage"] == 0.0)
+        if n["advantage"] is not None and (n["advantage"] == 0.0 or abs(n["advantage"]) > 0.05 * scale):
+            assert ("rgb(255, 255, 255)" in style) == (n["advantage"] == 0.0)  # colour: white for A = 0 only
     assert leaves > 0
     for i, rec in enumerate(records):  # nodes of a group without signal are marked
         v = view_tree(rec)

@@ -11,7 +11,10 @@ from the dump alone, with the estimators' own rules:
              differ but whose advantages are all 0 was pruned.
     TreePO   a leaf's groups are the root (all leaves) and every node above it whose subtree
              holds at least 2 leaves (treerpo.advantages.segment); a subgroup whose leaf
-             rewards all agree is `zero-variance`.
+             rewards all agree is `zero-variance`. The dump holds A_i for leaves only; a node
+             above them gets `adv_below`, the mean A_i of its leaves: what `credit=once`
+             trains its segment with (treepo_node_advantages), the per-row mean under
+             `every_row`.
 
 Leaves also get the answer the verifier extracts (the last \\boxed{} of the path's text,
 treerpo.reward.verifier.last_boxed). Per tree a summary: leaves, depth, generated tokens vs the
@@ -138,6 +141,14 @@ def view_tree(rec: dict, index: int = 0) -> dict:
         nodes.append(out)
 
     leaf_nodes = [n for n in nodes if n["id"] in leaves]
+    if method == "treepo":  # a segment above the leaves: the mean A_i of the leaves below it
+        adv_below: dict[int, list[float]] = {}
+        for n in reversed(nodes):
+            own = [n["adv"]] if n["id"] in leaves and n["adv"] is not None else []
+            adv_below[n["id"]] = own + [a for c in kids.get(n["id"], []) for a in adv_below[c]]
+            if n["id"] not in leaves:
+                a = adv_below[n["id"]]
+                n["adv_below"] = sum(a) / len(a) if a else None
     rewards = [n["reward"] for n in leaf_nodes if n["reward"] is not None]
     depth_of = {n["id"]: (n["depth"] or 0) for n in nodes}
     tokens_of = {n["id"]: (n["tokens"] or 0) for n in nodes}

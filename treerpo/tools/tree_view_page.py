@@ -7,7 +7,8 @@ DOM. The address fragment picks what is drawn: `#t=K` the tree of index K, `#all
 the current filter (for printing, and for tests that read the DOM of a small dump).
 
 Each node is a box: its segment text (cut to one line; hover for all of it, click to unfold),
-token count, stop reason, V(node), advantage and group; leaves add reward and the extracted
+token count, stop reason, V(node), advantage (TreePO's nodes above the leaves: Ā, the mean A_i of
+their leaves) and group; leaves add reward and the extracted
 answer. The box colour is the advantage on a diverging scale (blue negative, red positive,
 white zero; the legend gives the end value, the largest |A| in the dump). Nodes of a pruned,
 single or zero-variance group are hatched and tagged. When the first tree is drawn the page
@@ -67,13 +68,16 @@ function groupInfo(t, n){
 }
 function nodeBox(t, n){
   const b = el('div', 'node'); b.dataset.tree = t.index; b.dataset.id = n.id; b.dataset.tokens = n.tokens; b.dataset.value = n.value; b.dataset.adv = n.adv;
-  b.style.background = color(n.adv);
+  const below = n.adv === null && n.adv_below !== undefined;
+  b.style.background = color(below ? n.adv_below : n.adv);
   const gi = groupInfo(t, n);
   const head = el('div', 'num'); head.append(el('b', null, '#' + n.id), ` ${n.tokens} tok`);
   if (n.stop) head.append(el('span', 'tag', n.stop));
   if (gi.state && gi.state !== 'kept') { head.append(el('span', 'tag', gi.state)); b.classList.add('dead'); }
   const txt = el('div', 'txt', n.text.replace(/\n/g, '⏎\n')); txt.title = n.text;
-  const nums = el('div', 'num'); nums.append(el('span', 'v', 'V ' + g(n.value)), ' · ', el('span', 'a', 'A ' + f(n.adv, 3)));
+  const nums = el('div', 'num'); nums.append(el('span', 'v', 'V ' + g(n.value)), ' · ');
+  if (below) { const a = el('span', 'a', 'Ā ' + f(n.adv_below, 3)); a.title = 'mean A_i of the leaves below (TreePO)'; nums.append(a); }
+  else nums.append(el('span', 'a', 'A ' + f(n.adv, 3)));
   if (gi.label) { const s = el('span', 'grp', ' · ' + gi.label); s.title = gi.title; nums.append(s); }
   b.append(head, txt, nums);
   if ('reward' in n) { const l = el('div', 'num leaf'); l.append(el('span', 'r', 'R ' + g(n.reward)), ' · ans ', el('span', 'ans', n.answer === null ? '(none)' : n.answer)); b.append(l); }
