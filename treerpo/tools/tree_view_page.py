@@ -32,9 +32,12 @@ body{font:13px/1.35 system-ui,sans-serif;margin:0;display:flex;height:100vh;colo
 .summary{background:#f3f3f3;padding:4px 8px;border-radius:4px;margin:4px 0}
 .prompt{font-family:monospace;white-space:pre-wrap;color:#555;margin:4px 0}
 .sub{display:flex;align-items:center}
-.kids{display:flex;flex-direction:column;border-left:2px solid #999;margin-left:14px;padding-left:0}
-.kids>.sub{position:relative;padding-left:14px;margin:2px 0}
+.kids{display:flex;flex-direction:column;margin-left:14px}
+.kids>.sub{position:relative;padding:2px 0 2px 14px}
 .kids>.sub:before{content:"";position:absolute;left:0;top:50%;width:14px;border-top:2px solid #999}
+.kids>.sub:after{content:"";position:absolute;left:0;top:0;bottom:0;border-left:2px solid #999}
+.kids>.sub:first-child:after{top:50%}.kids>.sub:last-child:after{bottom:50%}
+.kids>.sub:only-child:after{display:none}
 .node{border:1px solid #777;border-radius:4px;padding:2px 5px;min-width:150px;max-width:260px;cursor:pointer}
 .node .txt{font-family:monospace;white-space:nowrap;overflow:hidden;text-overflow:ellipsis;background:#fff8;padding:0 2px}
 .node.open{max-width:520px}.node.open .txt{white-space:pre-wrap}
