@@ -8,7 +8,7 @@ from omegaconf import OmegaConf
 from verl.trainer.ppo.core_algos import agg_loss, get_policy_loss_fn, kl_penalty
 from verl.utils.torch_functional import entropy_from_logits, logprobs_from_logits
 
-from treerpo import packing
+from treerpo import packing, tree_attention
 from treerpo.sampling.tree import Tree
 from treerpo.tiny.model import build_model
 from treerpo.tiny.tree_batch import grow_tree, verl_rows
@@ -45,10 +45,25 @@ def unpacked(model, rows):
     return logprobs_from_logits(logits, rows.input_ids[:, p:]), entropy_from_logits(logits)
 
 
-def packed(model, rows):
+def packed(model, rows, attention="dense"):
+    """dense: sdpa with the (L, L) tree mask; segments: one attention block per node."""
     pk = packing.pack(rows.input_ids, rows.attention_mask, rows.position_ids, rows.uids, rows.response_length)
-    logits = model(input_ids=pk.input_ids, attention_mask=pk.attention, position_ids=pk.position_ids).logits
+    if attention == "dense":
+        model.set_attn_implementation("sdpa")
+        extra = {"attention_mask": pk.attention}
+    else:
+        tree_attention.register()
+        model.set_attn_implementation(tree_attention.NAME)
+        extra = {"tree_plan": tree_attention.segment_plan(pk)}
+    try:
+        logits = model(input_ids=pk.input_ids, position_ids=pk.position_ids, **extra).logits
+    finally:
+        model.set_attn_implementation("sdpa")
     return packing.response_logprobs(logits, pk, rows.input_ids)
+
+
+def packed_segments(model, rows):
+    return packed(model, rows, "segments")
 
 
 def real_tokens(rows):
@@ -103,6 +118,24 @@ def test_contradicting_uids_raise():
         packing.pack(rows.input_ids, rows.attention_mask, rows.position_ids, rows.uids, rows.response_length)
 
 
+def test_segment_plan_by_hand():
+    rows = verl_rows([hand_tree()], prompt_width=3)
+    pk = packing.pack(rows.input_ids, rows.attention_mask, rows.position_ids, rows.uids, rows.response_length)
+    plan = tree_attention.segment_plan(pk)
+    # blocks: prompt [0, 1], A [2, 3], B [4], C [5, 6], D [7]; keys: the path, then the node
+    assert plan.q_index.tolist() == [[0, 1], [2, 3], [4, -1], [5, 6], [7, -1]]
+    assert plan.k_index.tolist() == [[0, 1, -1, -1, -1, -1], [0, 1, 2, 3, -1, -1], [0, 1, 2, 3, 4, -1],
+                                     [0, 1, 2, 3, 5, 6], [0, 1, 7, -1, -1, -1]]
+    assert plan.mask[3, 0].tolist() == [[True, True, True, True, True, False], [True] * 6]
+    # the dense mask, rebuilt from the blocks, is the packed tree mask
+    dense = torch.zeros(8, 8, dtype=torch.bool)
+    for q, k, m in zip(plan.q_index, plan.k_index, plan.mask[:, 0]):
+        for i, qi in enumerate(q.tolist()):
+            if qi >= 0:
+                dense[qi, [kj for j, kj in enumerate(k.tolist()) if kj >= 0 and m[i, j]]] = True
+    assert torch.equal(dense, pk.attention[0, 0])
+
+
 def test_micro_batches_keep_trees_whole():
     rows = batch(SHAPES[4])
     groups = packing.tree_micro_batches(rows.uids, max_rows=5)
@@ -116,12 +149,13 @@ def test_micro_batches_keep_trees_whole():
 
 # ---- exactness on the tiny model ----------------------------------------------------------
 
+@pytest.mark.parametrize("attention", ["dense", "segments"])
 @pytest.mark.parametrize("shape", SHAPES, ids=[s[0] for s in SHAPES])
-def test_packed_logprobs_and_entropies_equal_unpacked(model, shape):
+def test_packed_logprobs_and_entropies_equal_unpacked(model, shape, attention):
     rows = batch(shape)
     with torch.no_grad():
         lp_u, ent_u = unpacked(model, rows)
-        lp_p, ent_p = packed(model, rows)
+        lp_p, ent_p = packed(model, rows, attention)
     keep = real_tokens(rows)
     assert (lp_u - lp_p)[keep].abs().max() <= 1e-5
     assert (ent_u - ent_p)[keep].abs().max() <= 1e-5
@@ -150,9 +184,10 @@ def policy_loss(log_prob, old_log_prob, ref_log_prob, advantages, mask):
     return pg + 0.1 * kl
 
 
+@pytest.mark.parametrize("forward", [packed, packed_segments], ids=["dense", "segments"])
 @pytest.mark.parametrize("credit", ["every_row", "once"])
 @pytest.mark.parametrize("shape", [SHAPES[0], SHAPES[3], SHAPES[4]], ids=[SHAPES[i][0] for i in (0, 3, 4)])
-def test_policy_loss_gradients_equal_unpacked(model, shape, credit):
+def test_policy_loss_gradients_equal_unpacked(model, shape, credit, forward):
     rows = batch(shape, seed=1, credit=credit)
     mask = rows.response_mask.float()
     g = torch.Generator().manual_seed(0)
@@ -163,9 +198,9 @@ def test_policy_loss_gradients_equal_unpacked(model, shape, credit):
     adv = torch.randn(base.shape[0], 1, generator=g).expand_as(base) * mask
 
     grads, losses = [], []
-    for forward in (unpacked, packed):
+    for fn in (unpacked, forward):
         model.zero_grad()
-        loss = policy_loss(forward(model, rows)[0], old, ref, adv, mask)
+        loss = policy_loss(fn(model, rows)[0], old, ref, adv, mask)
         loss.backward()
         losses.append(loss.item())
         grads.append({n: p.grad.clone() for n, p in model.named_parameters()})

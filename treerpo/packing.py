@@ -44,10 +44,15 @@ class PackedBatch:
     row_seq: torch.Tensor  # (B,) the row's sequence, -1 for padding rows
     row_index: torch.Tensor  # (B, T) packed position of each of the row's tokens, -1 where invalid
     prompt_width: int  # P
+    segments: list  # per sequence: (node path, start, end) in packed positions, () = the prompt
 
     @property
     def rows(self) -> int:
         return self.row_index.shape[0]
+
+    def to(self, device) -> "PackedBatch":
+        moved = {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in vars(self).items()}
+        return PackedBatch(**moved)
 
 
 def _trees(topo: topology.BatchTopology) -> dict:
@@ -98,6 +103,7 @@ def pack(input_ids: torch.Tensor, attention_mask: torch.Tensor, position_ids: to
         nodes = _nodes(topo, rows)
         node_id = {key: i + 1 for i, key in enumerate(nodes)}  # 0 is the prompt
         starts, offset = {}, n_prompt
+        spans = [((), 0, n_prompt)]
         owner = [torch.zeros(n_prompt, dtype=torch.long)]
         anc = torch.eye(len(nodes) + 1, dtype=torch.bool)
         anc[:, 0] = True
@@ -106,6 +112,7 @@ def pack(input_ids: torch.Tensor, attention_mask: torch.Tensor, position_ids: to
             pos.append(position_ids[r, p + start: p + end])
             owner.append(torch.full((end - start,), node_id[key], dtype=torch.long))
             starts[key] = offset
+            spans.append((key, offset, offset + end - start))
             offset += end - start
             if len(key) > 1:
                 anc[node_id[key]] |= anc[node_id[key[:-1]]]
@@ -119,7 +126,7 @@ def pack(input_ids: torch.Tensor, attention_mask: torch.Tensor, position_ids: to
                 key, end = tuple(int(x) for x in topo.paths[r, : k + 1]), int(topo.ends[r, k])
                 row_index[r, p + start: p + end] = starts[key] + torch.arange(end - start)
                 start = end
-        seqs.append((torch.cat(ids), torch.cat(pos), torch.cat(owner), anc))
+        seqs.append((torch.cat(ids), torch.cat(pos), torch.cat(owner), anc, spans))
 
     length = max((len(x[0]) for x in seqs), default=0)
     n = len(seqs)
@@ -128,11 +135,11 @@ def pack(input_ids: torch.Tensor, attention_mask: torch.Tensor, position_ids: to
     valid = torch.zeros(n, length, dtype=torch.bool)
     attention = torch.eye(length, dtype=torch.bool).repeat(n, 1, 1, 1)
     causal = torch.ones(length, length, dtype=torch.bool).tril()
-    for s, (ids, pos, owner, anc) in enumerate(seqs):
+    for s, (ids, pos, owner, anc, _) in enumerate(seqs):
         m = len(ids)
         packed_ids[s, :m], packed_pos[s, :m], valid[s, :m] = ids, pos, True
         attention[s, 0, :m, :m] = anc[owner[:, None], owner[None, :]] & causal[:m, :m]
-    packed = PackedBatch(packed_ids, packed_pos, attention, valid, row_seq, row_index, p)
+    packed = PackedBatch(packed_ids, packed_pos, attention, valid, row_seq, row_index, p, [x[4] for x in seqs])
     _check_rows(packed, input_ids, position_ids)
     return packed
 
