@@ -21,6 +21,7 @@ keyword to each attention layer.
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
@@ -80,6 +81,18 @@ def tree_segment_attention(module, query, key, value, attention_mask, scaling=No
     real = tree_plan.q_index >= 0
     packed = q.new_zeros(s * length, h, d).index_copy(0, tree_plan.q_index[real], out.transpose(1, 2)[real])
     return packed.view(s, length, h, d), None
+
+
+@contextmanager
+def switched(model):
+    """Run `model` with NAME as its attention implementation inside the block, its own after."""
+    register()
+    before = model.config._attn_implementation
+    model.set_attn_implementation(NAME)
+    try:
+        yield model
+    finally:
+        model.set_attn_implementation(before)
 
 
 def register() -> None:
