@@ -154,3 +154,26 @@ def test_plugin_installs_the_packed_engine_only_when_asked(env):
     assert out.returncode == 0, out.stderr[-2000:]
     names = out.stdout.strip().splitlines()[-1]
     assert ("TreePackedEngine" in names) == bool(env) and ("'FSDPEngineWithLMHead'" in names) != bool(env), names
+
+
+def test_verls_dynamic_micro_batches_keep_uids_and_stay_exact():
+    """verl's own micro-batching (dynamic batch size, token-balanced) carries the uid field to each
+    micro-batch and splits trees; the packed forward of each part still equals verl's."""
+    from verl.workers.engine.utils import prepare_micro_batches
+
+    model = build_model(VOCAB, seed=0).float()
+    model.set_attn_implementation("sdpa")
+    data = micro_batch("every_row")
+    tu.assign_non_tensor(data, use_dynamic_bsz=True, max_token_len_per_gpu=60)
+    parts, _ = prepare_micro_batches(data, dp_group=None)
+    prompts = [{u.split("#")[0] for u in packed_engine.micro_batch_uids(m) if "#" in u} for m in parts]
+    assert len(parts) > 1 and len(set.union(*prompts)) < sum(len(p) for p in prompts)  # a tree was split
+    verls, ours = engine(FSDPEngineWithLMHead, model), engine(packed_engine._engine_class(), model)
+    with torch.no_grad():
+        for m in parts:
+            out_u = verls.forward_step(m, loss_function=None, forward_only=True)[1]["model_output"]
+            out_p = ours.forward_step(m, loss_function=None, forward_only=True)[1]["model_output"]
+            keep = m["response_mask"].bool()
+            for key in ("log_probs", "entropy"):
+                diff = no_padding_2_padding(out_u[key], m) - no_padding_2_padding(out_p[key], m)
+                assert diff[keep].abs().max() <= 1e-5, key
