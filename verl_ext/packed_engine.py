@@ -24,15 +24,12 @@ less saving), and verl's trainer has not been run with it.
 
 from __future__ import annotations
 
-import logging
+from contextlib import nullcontext
 
 import torch
 
 from treerpo import packing, tree_attention
 from treerpo.advantages import topology
-
-logger = logging.getLogger(__name__)
-
 
 def rows_from_nested(prompts: torch.Tensor, responses: torch.Tensor):
     """verl's nested (jagged) prompts and responses -> the padded (B, P + R) layout of
@@ -62,8 +59,8 @@ def packed_model_output(module, micro_batch, uids, calculate_entropy: bool, temp
     """verl's `model_output` for a micro-batch of tree rows, computed with one packed sequence per
     tree and per-node attention blocks (the module must use `tree_attention.NAME`)."""
     input_ids, mask, position_ids, r, p_lens, r_lens = rows_from_nested(micro_batch["prompts"], micro_batch["responses"])
-    pk = packing.pack(input_ids.cpu(), mask.cpu(), position_ids.cpu(), uids, r).to(input_ids.device)
-    plan = tree_attention.segment_plan(pk.to("cpu")).to(input_ids.device)
+    pk_cpu = packing.pack(input_ids.cpu(), mask.cpu(), position_ids.cpu(), uids, r)  # the plans are built on CPU
+    pk, plan = pk_cpu.to(input_ids.device), tree_attention.segment_plan(pk_cpu).to(input_ids.device)
     logits = module(input_ids=pk.input_ids, position_ids=pk.position_ids, tree_plan=plan, use_cache=False).logits
     logits = logits.float() / temperature
     log_probs, entropy = packing.response_logprobs(logits, pk, input_ids, with_entropy=calculate_entropy)
@@ -105,15 +102,18 @@ def _engine_class():
             uids = micro_batch_uids(micro_batch)
             if uids is None:
                 return super().forward_step(micro_batch, loss_function, forward_only)
+            if getattr(self, "ulysses_sequence_parallel_size", 1) > 1:
+                raise NotImplementedError("tree.train.pack does not support Ulysses sequence parallelism")
             micro_batch = micro_batch.to(get_device_id())
             calculate_entropy = tu.get_non_tensor_data(data=micro_batch, key="calculate_entropy", default=False)
             autocast_dtype = getattr(self, "_autocast_dtype", torch.bfloat16)
-            ctx = (torch.autocast(device_type=micro_batch["prompts"].device.type, dtype=autocast_dtype)
-                   if autocast_dtype != torch.float32 else torch.autocast("cpu", enabled=False))
-            with ctx, tree_attention.switched(self.module):
+            device_type = micro_batch["prompts"].device.type
+            autocast = lambda: (torch.autocast(device_type=device_type, dtype=autocast_dtype)  # noqa: E731
+                                if autocast_dtype != torch.float32 else nullcontext())
+            with autocast(), tree_attention.switched(self.module):
                 model_output = packed_model_output(self.module, micro_batch, uids, calculate_entropy,
                                                    scalar_temperature(micro_batch["temperature"]))
-            with ctx:
+            with autocast():
                 if loss_function is not None:
                     loss, metrics = loss_function(model_output=model_output, data=micro_batch,
                                                   dp_group=self.get_data_parallel_group())
