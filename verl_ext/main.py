@@ -11,7 +11,10 @@ from __future__ import annotations
 import hydra
 from omegaconf import DictConfig
 
-from verl_ext.tree_config import advantage_options, rollout_options
+import os
+
+from verl_ext.plugin import PACK_ENV
+from verl_ext.tree_config import advantage_options, rollout_options, train_pack
 
 
 def check_config(config: DictConfig) -> None:
@@ -24,6 +27,7 @@ def check_config(config: DictConfig) -> None:
     validate_config(config=config, use_reference_policy=need_reference_policy(config), use_critic=need_critic(config))
     opts = rollout_options(config)
     advantage_options(config)
+    train_pack(config)
     rollout = config.actor_rollout_ref.rollout
     if rollout.agent.default_agent_loop == "tree_agent":
         if rollout.n != 1:
@@ -48,6 +52,10 @@ def main(config: DictConfig) -> None:
     from verl.trainer.main_ppo import TaskRunnerV1, run_ppo
 
     check_config(config)
+    if train_pack(config):
+        # read by verl_ext.plugin in every process Ray starts from here (environment inherited,
+        # as verl passes VERL_FULL_DETERMINISM, verl/trainer/main_ppo.py:47)
+        os.environ[PACK_ENV] = "1"
     run_ppo(config, task_runner_class=TaskRunnerV1)
 
 

@@ -37,3 +37,15 @@ def rollout_options(config: Any) -> RolloutOptions:
     if isinstance(config, RolloutOptions):
         return config
     return RolloutOptions.from_mapping(_group(config, "rollout"))
+
+
+def train_pack(config: Any) -> bool:
+    """`tree.train.pack` of the run config (false when absent); see verl_ext/packed_engine.py."""
+    node = _group(config, "train") or {}
+    unknown = set(node) - {"pack"}
+    if unknown:
+        raise ValueError(f"unknown tree.train option(s) {sorted(unknown)}: tree.train has only 'pack'")
+    pack = node.get("pack", False)
+    if not isinstance(pack, bool):
+        raise ValueError(f"tree.train.pack must be true or false, got {pack!r}")
+    return pack
