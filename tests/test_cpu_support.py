@@ -34,6 +34,8 @@ PROBE = textwrap.dedent(
     from verl_ext import cpu
     from verl.utils import distributed
     from verl.workers.engine.base import EngineRegistry
+    import inspect
+    from verl.trainer.ppo.v1.replay_buffer import ReplayBuffer
     try:
         vllm_version = md.version("vllm")
     except md.PackageNotFoundError:
@@ -46,7 +48,11 @@ PROBE = textwrap.dedent(
         "cpu_engine": any("cpu" in by_backend for by_backend in EngineRegistry._engines.get("language_model", {{}}).values()),
         "pg_default": distributed.initialize_global_process_group_ray.__defaults__[1],
         "verl_platform_env": os.environ.get("VERL_PLATFORM"),
+        "tq_threads": os.environ.get("TQ_NUM_THREADS"),
         "vllm_version": vllm_version,
+        "replay_poll": inspect.signature(ReplayBuffer.__init__).parameters["poll_interval"].default,
+        "chunked_logprobs": getattr(__import__("verl.utils.torch_functional", fromlist=["x"]).logprobs_from_logits_v2,
+                                    "_treerpo_chunked", False),
     }}))
     """
 )
@@ -59,7 +65,7 @@ CUDA_TORCH_BUILD = "torch.version.cuda = '12.8'"
 def probe(prelude: str = "", **env) -> dict:
     import json
 
-    full_env = {k: v for k, v in os.environ.items() if k not in ("VERL_PLATFORM", "TREERPO_CPU")}
+    full_env = {k: v for k, v in os.environ.items() if k not in ("VERL_PLATFORM", "TREERPO_CPU", "TQ_NUM_THREADS")}
     full_env.update(VERL_USE_EXTERNAL_PLUGINS="none", **env)
     out = subprocess.run([sys.executable, "-c", PROBE.format(prelude=prelude)], capture_output=True, text=True,
                          env=full_env, cwd=ROOT, timeout=300)
@@ -75,6 +81,9 @@ def test_cuda_platform_available_keeps_cpu_support_off():
     assert got["cpu_engine"] is False
     assert got["pg_default"] is None  # verl's own backend string
     assert got["verl_platform_env"] is None
+    assert got["replay_poll"] == 2.0  # verl's own
+    assert got["chunked_logprobs"] is False
+    assert got["tq_threads"] is None
 
 
 def test_cuda_torch_build_without_visible_gpu_keeps_cpu_support_off():
@@ -96,6 +105,11 @@ def test_cpu_host_turns_everything_on():
     assert got["cpu_engine"] is True
     assert got["pg_default"] == "cpu:gloo"
     assert got["verl_platform_env"] == "cpu"
+    assert got["replay_poll"] == 0.2  # verl_patches.short_replay_buffer_poll
+    assert got["chunked_logprobs"] is True
+    import psutil
+
+    assert got["tq_threads"] == str(min(8, psutil.cpu_count(logical=False) or 1))
     if HAS_VLLM:
         from importlib.metadata import version
 
@@ -210,3 +224,31 @@ def test_platform_env_marks_vllm_engines_and_sizes_kv_cache(monkeypatch):
     p = PlatformCPU()
     assert (p.device_name, p.communication_backend_name(), p.ray_resource_name()) == ("cpu", "gloo", "GPU")
     assert p.is_ipc_supported() is False
+
+
+def test_chunked_logprobs_equal_verls_and_keep_the_gradient():
+    """verl_patches.chunked_logprobs: the same log-probs and gradients as verl's row-by-row loop,
+    for (tokens, vocab) and (batch, seq, vocab) logits, across chunk boundaries; bf16 keeps verl's."""
+    from verl.utils import torch_functional
+
+    from verl_ext.cpu import verl_patches
+
+    verl_patches.chunked_logprobs()
+    ours = torch_functional.logprobs_from_logits_v2
+    assert getattr(ours, "_treerpo_chunked", False)
+    reference = ours.verl_original  # verl's own function
+    assert reference.__module__ == "verl.utils.torch_functional" and not hasattr(reference, "_treerpo_chunked")
+    torch.manual_seed(0)
+    for shape in [(2500, 37), (3, 700, 11)]:
+        logits = torch.randn(*shape, dtype=torch.float32, requires_grad=True)
+        labels = torch.randint(0, shape[-1], shape[:-1])
+        got = ours(logits, labels)
+        (g_got,) = torch.autograd.grad(got.sum(), logits)
+        want = reference(logits, labels)
+        (g_want,) = torch.autograd.grad(want.sum(), logits)
+        assert got.shape == want.shape
+        torch.testing.assert_close(got, want, rtol=0, atol=1e-6)
+        torch.testing.assert_close(g_got, g_want, rtol=0, atol=1e-6)
+    half = torch.randn(5, 9, dtype=torch.bfloat16)
+    lab = torch.randint(0, 9, (5,))
+    assert torch.equal(ours(half, lab), reference(half, lab))

@@ -221,3 +221,42 @@ def test_cli_tree_shape_flags_reach_the_run(monkeypatch, capsys):
     with pytest.raises(SystemExit):
         cli.main(["train", "--check-only", "--step-tokens", "10,x"])
     assert "--step-tokens: expected an int or a comma-separated list of ints, got '10,x'" in capsys.readouterr().err
+
+
+def test_sigterm_to_train_stops_verl(tmp_path):
+    """`kill <treerpo train>` must not leave verl (and its Ray cluster) running: the child is ended."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import textwrap
+    import time
+
+    child_pid = tmp_path / "child.pid"
+    script = textwrap.dedent(f"""
+        import sys
+        from pathlib import Path
+        from verl_ext import tiny_run
+        run = tiny_run.TinyRun(out={str(tmp_path / 'run')!r}, steps=1)
+        Path({str(tmp_path)!r}, "run").mkdir()
+        cmd = [sys.executable, "-c", "import os, time; open({str(child_pid)!r}, 'w').write(str(os.getpid())); time.sleep(120)"]
+        tiny_run._run_verl(cmd, run, Path({str(tmp_path)!r}, "run", "train.log"), Path({str(tmp_path)!r}, "m.jsonl"),
+                           False, print)
+    """)
+    parent = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 60
+    while not child_pid.exists() or not child_pid.read_text():
+        assert time.monotonic() < deadline and parent.poll() is None, parent.stderr.read() if parent.poll() else ""
+        time.sleep(0.2)
+    pid = int(child_pid.read_text())
+    parent.send_signal(signal.SIGTERM)
+    parent.wait(timeout=60)
+    for _ in range(100):
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            break
+        time.sleep(0.1)
+    else:
+        os.kill(pid, signal.SIGKILL)
+        raise AssertionError("verl's process outlived `treerpo train` after SIGTERM")

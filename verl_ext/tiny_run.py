@@ -82,20 +82,22 @@ class TinyRun:
     estimator: str = "treerpo"
     seed: int = 0
     out: Optional[str] = None  # default runs/tiny/<estimator>-seed<seed>
-    steps: int = 24  # verl training steps (trainer.total_training_steps); 30 took 626 s in a fresh clone
-    prompts_per_step: int = 16  # data.train_batch_size
-    mini_batch_prompts: int = 4  # ppo_mini_batch_size: 4 actor updates per step, as the GPU scripts' 64/16
-    test_freq: int = 12  # validation every N steps, before training, and after the last
+    steps: int = 16  # verl training steps (trainer.total_training_steps); the run takes about 9 minutes
+    prompts_per_step: int = 32  # data.train_batch_size (16 a step did not move held-out accuracy in 24 steps)
+    mini_batch_prompts: int = 4  # ppo_mini_batch_size: 8 actor updates per step
+    test_freq: int = 8  # validation every N steps, before training, and after the last
     # tiny-model settings (TINY_SETTINGS says why each differs from the GPU recipe)
     lr: float = 1e-4  # actor AdamW; the GPU recipe's 1e-6 is for 1.5B parameters
-    lr_warmup_steps: int = 10  # linear warm-up of the lr over the first steps
+    lr_warmup_steps: int = 2  # linear warm-up of the lr over the first steps
     task_steps: int = 2  # operations per arithmetic problem (the warm-up's and RL's)
     val_problems: int = 512  # held-out problems (never trained on, warm-up included)
     val_temperature: float = 1.0  # validation: one answer per problem sampled as in training (T=1.0)
     # tree shape: every path at most 36 tokens (a worked 2-step solution is about 27)
     branching: int = 3  # TreeRPO N
     depth: int = 2  # TreeRPO D
-    step_tokens: Union[int, tuple] = 18  # TreeRPO L_step; a tuple gives one per level
+    # TreeRPO L_step, one per level: the first branch point (token 10) falls after the first
+    # result (`7+5=12\n`, tokens 5-6) and before the second, so each level holds one decision
+    step_tokens: Union[int, tuple] = (10, 26)
     leaves: int = 9  # TreePO w; GRPO n (equal leaves per prompt: N^D)
     segment_tokens: int = 12  # TreePO l
     max_segments: int = 3  # TreePO d
@@ -145,6 +147,7 @@ class TinyRun:
             f"actor_rollout_ref.actor.ppo_mini_batch_size={self.mini_batch_prompts}",
             f"actor_rollout_ref.actor.optim.lr={self.lr}",
             f"actor_rollout_ref.actor.optim.lr_warmup_steps={self.lr_warmup_steps}",
+            "actor_rollout_ref.model.enable_gradient_checkpointing=False",
             f"trainer.total_training_steps={self.steps}",
             "trainer.total_epochs=1000",
             f"trainer.test_freq={self.test_freq}",
@@ -169,15 +172,19 @@ def _hydra(value) -> str:
 
 
 # Why the tiny run's settings differ from the GPU recipe where they are not plain sizes. Measured on
-# this machine (docs/CPU.md, "Tuning the miniature"): lr 3e-4 and 1e-3 collapsed the tiny policy;
-# at 1e-4 from the first step, held-out accuracy fell 4-16 points by step 10 in every run before
-# it recovered, and with a 10-step warm-up it did not. Greedy accuracy stayed flat in every run
+# this machine (docs/CPU.md, "Tuning the miniature"): lr 3e-4 and 1e-3 collapsed the tiny policy,
+# and 2e-4 lost ground. A 10-step lr warm-up was chosen on a noisy 128-problem greedy validation;
+# with the seeded 512-problem one, a 20-step run with it moved only after step 10 and a 2-step
+# warm-up rose from the start (runs xb, xc). Greedy accuracy stayed flat in every run
 # while accuracy sampled at the rollout temperature rose 7-8 points (GRPO n=8, TreeRPO N=4 D=2),
 # so validation samples as training does; one answer on each of 512 problems has the sampling
 # noise of 4 answers on 128 without verl's bootstrap of mean@k.
 TINY_SETTINGS = {
     "actor_rollout_ref.actor.optim.lr": "1e-6 is the GPU recipe's lr for 1.5B parameters; 1e-4 for 0.4M",
-    "actor_rollout_ref.actor.optim.lr_warmup_steps": "full-lr first steps knocked the tiny policy back",
+    "actor_rollout_ref.actor.optim.lr_warmup_steps": "verl's default is none; 2 steps (with 10 of 20 steps, "
+                                                     "held-out accuracy moved only after the warm-up)",
+    "actor_rollout_ref.model.enable_gradient_checkpointing": "a tiny model's activations are a few MB; recomputing "
+                                                             "them cost 6-10% of the actor update here (py-spy)",
     "actor_rollout_ref.rollout.val_kwargs.n": "one answer on each of 512 problems: with n > 1 verl bootstraps "
                                               "best/maj@k in Python (metric_utils.py:849), ~55 s a validation here",
     "actor_rollout_ref.rollout.val_kwargs.temperature": "the rollout temperature: RL moved the tiny policy's "
@@ -395,6 +402,7 @@ def _run_verl(cmd: list[str], run: TinyRun, log_path: Path, metrics_path: Path, 
 
     bar = tqdm(total=run.steps, desc=f"verl {run.estimator} (start-up ~2-3 min)", unit="step", disable=verbose)
     seen, start = 0, time.monotonic()
+    restore = _stop_on_sigterm()
     with open(log_path, "w") as logf:
         proc = subprocess.Popen(cmd, env=launch_env(run), stdout=subprocess.PIPE if verbose else logf,
                                 stderr=subprocess.STDOUT, text=True)
@@ -436,7 +444,25 @@ def _run_verl(cmd: list[str], run: TinyRun, log_path: Path, metrics_path: Path, 
             raise
         finally:
             bar.close()
+            restore()
     return proc.returncode
+
+
+def _stop_on_sigterm():
+    """While verl runs, a SIGTERM to this command (a job scheduler, `kill`) stops verl too, as Ctrl-C
+    does: it is raised here as KeyboardInterrupt, and `_run_verl` ends its child. Without it verl
+    (and its Ray cluster) outlived the command. Returns the function that puts the old handler back."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return lambda: None
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    old = signal.signal(signal.SIGTERM, interrupt)
+    return lambda: signal.signal(signal.SIGTERM, old)
 
 
 def check(run: TinyRun, dump_config: Optional[str] = None, quiet: bool = False) -> int:

