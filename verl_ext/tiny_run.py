@@ -400,7 +400,7 @@ def _run_verl(cmd: list[str], run: TinyRun, log_path: Path, metrics_path: Path, 
     training steps, fed by verl's file logger."""
     from tqdm import tqdm
 
-    bar = tqdm(total=run.steps, desc=f"verl {run.estimator} (start-up ~2-3 min)", unit="step", disable=verbose)
+    bar = tqdm(total=run.steps, desc=f"verl {run.estimator} (start-up ~4 min)", unit="step", disable=verbose)
     seen, start = 0, time.monotonic()
     restore = _stop_on_sigterm()
     with open(log_path, "w") as logf:
