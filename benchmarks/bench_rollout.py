@@ -32,17 +32,19 @@ Flags (a default of "engine" depends on --engine, as listed below):
                         treerpo.engines.vllm (vLLM's AsyncLLM, prefix caching on; the random
                         model and a tokenizer are saved to a temp dir and loaded by path)
   --method treerpo|treepo|both
-  --prompts P           trees (prompts) in flight at once            local 4, vllm 16
+  --prompts P           trees (prompts) in flight at once            local 4, vllm 8
   --prompt-len T        random tokens per prompt                     local 64, vllm 256
-  --N --D --L           TreeRPO branching, depth, step tokens         4, 3, L: local 16, vllm 64
+  --N --D --L           TreeRPO branching, depth, step tokens         4, 3, L: local 16, vllm 128
   --w --b --l --d       TreePO leaves, branching (= k0), segment tokens, max segments
-                                                                      16, 2, l: local 8, vllm 64, 6
+                                                                      16, 2, l: local 8, vllm 128, 6
   --eos ignore|model|both   fixed-length outputs / the model's EOS / both runs (default ignore)
   --reps R              repetitions per run, medians reported (default 3)
   --shape tiny|tiny32|qwen2.5-1.5b   random-weight model shape      local tiny, vllm tiny32
                         (vLLM's CPU attention needs head_dim >= 32: tiny has 16, tiny32 32)
   --vocab V             vocabulary size of the random model (default 4096)
-  --device, --dtype     local engine's device (cpu) and dtype; vLLM's dtype   local float32, vllm bfloat16
+  --device, --dtype     local engine's device (cpu) and dtype; vLLM's dtype   local float32; vllm
+                        float32 on vLLM's CPU backend (bf16 is emulated on CPUs without AVX-512
+                        BF16: benchmarks/bench_cpu_dtype.py), bfloat16 elsewhere
   --max-batch B         local: largest batch; vllm: max_num_seqs (default 256)
   --eager               vllm: enforce_eager (no CUDA graphs / torch.compile; minutes saved on CPU)
   --seed S              model and prompts (default 0)
@@ -73,7 +75,7 @@ SHAPES = {
 }
 DEFAULTS = {  # flags whose default depends on the engine
     "local": dict(prompts=4, prompt_len=64, L=16, l=8, shape="tiny", dtype="float32"),
-    "vllm": dict(prompts=16, prompt_len=256, L=64, l=64, shape="tiny32", dtype="bfloat16"),
+    "vllm": dict(prompts=8, prompt_len=256, L=128, l=128, shape="tiny32", dtype=None),  # dtype: vllm_dtype()
 }
 NEVER = -1  # an EOS id no model emits: every segment has its full length
 
@@ -237,6 +239,13 @@ async def amain(args, tmp: str) -> None:
             await engine.aclose()
 
 
+def vllm_dtype() -> str:
+    """float32 on vLLM's CPU backend, as verl_ext/config/preset/cpu.yaml; bfloat16 on accelerators."""
+    from vllm.platforms import current_platform
+
+    return "float32" if current_platform.is_cpu() else "bfloat16"
+
+
 def parse_args(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--engine", choices=["local", "vllm"], default="local")
@@ -263,6 +272,8 @@ def parse_args(argv=None):
     for k, v in DEFAULTS[args.engine].items():
         if getattr(args, k) is None:
             setattr(args, k, v)
+    if args.dtype is None:
+        args.dtype = vllm_dtype()
     return args
 
 

@@ -166,3 +166,17 @@ def test_another_event_loop_is_refused(served):
     engine, _, _, tok = served
     with pytest.raises(RuntimeError, match="event loop of its first request"):
         asyncio.run(engine.generate("x", prompt_ids=prompt(tok), sampling_params={"max_tokens": 1}))
+
+
+def test_rollout_benchmark_defaults_follow_the_platform():
+    """benchmarks/bench_rollout.py: vLLM on its CPU backend runs float32 (bf16 is emulated on CPUs
+    without AVX-512 BF16), block-aligned segments of 128 tokens, 8 trees in flight."""
+    from vllm.platforms import current_platform
+
+    from benchmarks.bench_rollout import parse_args
+
+    args = parse_args(["--engine", "vllm"])
+    assert args.dtype == ("float32" if current_platform.is_cpu() else "bfloat16")
+    assert (args.prompts, args.L, args.l) == (8, 128, 128)
+    assert parse_args(["--engine", "vllm", "--dtype", "bfloat16"]).dtype == "bfloat16"
+    assert parse_args([]).dtype == "float32"  # the local engine's default

@@ -12,6 +12,7 @@ from __future__ import annotations
 import functools
 import logging
 import time
+import zlib
 from typing import Any
 from uuid import uuid4
 
@@ -62,6 +63,12 @@ def weight_versions(leaf, step: int) -> dict[str, int]:
     return {"min_global_steps": min(versions, default=step), "max_global_steps": max(versions, default=step)}
 
 
+def tree_seed_key(prompt_ids: list[int], global_steps) -> str:
+    """`tree.rollout.seeded_segments`' key of a tree: its prompt's tokens and the trainer step (not
+    verl's uid, a fresh uuid4 per prompt and run)."""
+    return f"{zlib.crc32(bytes(str(list(prompt_ids)), 'ascii')):08x}:{int(global_steps)}"
+
+
 @register("tree_agent")
 class TreeAgentLoop(AgentLoopBase):
     async def run(self, sampling_params: dict[str, Any], **kwargs) -> list[AgentLoopOutput]:
@@ -83,6 +90,7 @@ class TreeAgentLoop(AgentLoopBase):
             int(self.rollout_config.response_length),
             request_id=uuid4().hex,  # one id for every call of this tree: sticky routing
             detokenize=functools.partial(self.tokenizer.decode, skip_special_tokens=True),
+            seed_key=tree_seed_key(prompt_ids, kwargs.get("global_steps", 0)) if opts.seeded_segments else None,
         )
         elapsed = time.perf_counter() - start
         stats = tree_stats(tree)

@@ -16,10 +16,11 @@ What is done: the glue below (verl's nested micro-batch -> packed trees -> verl'
 the engine subclass, and `install()`, which puts it in verl's `EngineRegistry` in place of
 `FSDPEngineWithLMHead` for language models (the registry refuses a second registration of a
 key, `verl/workers/engine/base.py:387`, so `install` replaces the entries). Tested on the tiny
-model against verl's `ppo_loss` (tests/test_packed_engine.py). What is not done, see
-README "Packed training": the option does not yet reach the worker processes, the micro-batches
-are verl's (`prepare_micro_batches`, `transformer_impl.py:737`, may split a tree: still exact,
-less saving), and verl's trainer has not been run with it.
+model against verl's `ppo_loss` (tests/test_packed_engine.py) and in verl's trainer against an
+unpacked run from the same state (tests/test_verl_e2e.py::test_packed_training_matches_unpacked;
+the update's metrics report `tree_pack/*`, proof that this path ran in the workers). Not done,
+see README "Packed training": the micro-batches are verl's (`prepare_micro_batches`,
+`transformer_impl.py:737`, may split a tree: still exact, less saving).
 """
 
 from __future__ import annotations
@@ -30,6 +31,10 @@ import torch
 
 from treerpo import packing, tree_attention
 from treerpo.advantages import topology
+
+PACKED_RATIO = "tree_pack/packed_over_unpacked_tokens"  # per micro-batch, packed / unpacked actor tokens
+PACKED_ROWS = "tree_pack/rows_per_micro_batch"
+
 
 def rows_from_nested(prompts: torch.Tensor, responses: torch.Tensor):
     """verl's nested (jagged) prompts and responses -> the padded (B, P + R) layout of
@@ -57,7 +62,8 @@ def to_nested(values: torch.Tensor, p_lens: torch.Tensor, r_lens: torch.Tensor) 
 
 def packed_model_output(module, micro_batch, uids, calculate_entropy: bool, temperature=1.0) -> dict:
     """verl's `model_output` for a micro-batch of tree rows, computed with one packed sequence per
-    tree and per-node attention blocks (the module must use `tree_attention.NAME`)."""
+    tree and per-node attention blocks (the module must use `tree_attention.NAME`), and the
+    micro-batch's token counts (`packing.token_counts`)."""
     input_ids, mask, position_ids, r, p_lens, r_lens = rows_from_nested(micro_batch["prompts"], micro_batch["responses"])
     pk_cpu = packing.pack(input_ids.cpu(), mask.cpu(), position_ids.cpu(), uids, r)  # the plans are built on CPU
     pk, plan = pk_cpu.to(input_ids.device), tree_attention.segment_plan(pk_cpu).to(input_ids.device)
@@ -67,7 +73,7 @@ def packed_model_output(module, micro_batch, uids, calculate_entropy: bool, temp
     out = {"log_probs": to_nested(log_probs, p_lens, r_lens)}
     if calculate_entropy:
         out["entropy"] = to_nested(entropy, p_lens, r_lens)
-    return out
+    return out, packing.token_counts(mask.cpu(), pk_cpu)
 
 
 def micro_batch_uids(micro_batch):
@@ -111,14 +117,17 @@ def _engine_class():
             autocast = lambda: (torch.autocast(device_type=device_type, dtype=autocast_dtype)  # noqa: E731
                                 if autocast_dtype != torch.float32 else nullcontext())
             with autocast(), tree_attention.switched(self.module):
-                model_output = packed_model_output(self.module, micro_batch, uids, calculate_entropy,
-                                                   scalar_temperature(micro_batch["temperature"]))
+                model_output, tokens = packed_model_output(self.module, micro_batch, uids, calculate_entropy,
+                                                           scalar_temperature(micro_batch["temperature"]))
             with autocast():
                 if loss_function is not None:
                     loss, metrics = loss_function(model_output=model_output, data=micro_batch,
                                                   dp_group=self.get_data_parallel_group())
                 else:
                     loss, metrics = torch.tensor(1.0), {}
+            # reported with the update's metrics (verl averages them over micro-batches): proof in
+            # the run's log that the packed path ran, and what it saved
+            metrics = {**metrics, PACKED_RATIO: tokens["ratio"], PACKED_ROWS: float(len(uids))}
             detached = {k: v.detach() for k, v in model_output.items()}
             return loss, {"model_output": detached, "loss": loss.detach().item(), "metrics": metrics}
 

@@ -138,6 +138,13 @@ class RolloutOptions:
     are per node already."""
     seed: int = 0
     """Seeds the sampler's own choices (k0, fallback cuts, remainder placement) per prompt."""
+    seeded_segments: bool = False
+    """Give every segment's engine call its own seed, from (`seed`, the prompt's token ids, the
+    trainer step, the node's path of child indices): the same policy resamples the same trees at
+    the same step, so two runs from one checkpoint see the same rollouts up to the engine's
+    floating-point noise (e.g. `tree.train.pack` on and off, compared in tests/test_verl_e2e.py).
+    Off by default: vLLM then draws each request from its own generator, a per-request loop in
+    its sampler; and two identical prompts in one batch get identical trees."""
     max_steps: int = 256
     """Safety bound on sampling rounds per tree (TreeRPO: on its depth); exceeding it raises rather
     than hangs."""

@@ -7,6 +7,11 @@ All decisions use token ids; text is only read (through `detokenize`) to spot bo
 repetition. The same seed and the same engine outputs give the same tree (node ids, children
 and leaf order, hence the training rows), whatever order the engine's calls complete in.
 
+Seeded segments (`seed_key`, from `tree.rollout.seeded_segments`): each call also carries an
+engine seed, a function of (tree.rollout.seed, seed_key, the new node's path of child indices)
+only (`segment_seed`), so the engine's outputs themselves repeat: the same policy, prompt and
+key resample the same tree, up to the engine's floating-point noise.
+
 TreeRPO (ALGORITHMS.md 1):  every node that did not stop gets N children; a path stops at EOS
 (an early leaf), at depth D, or at the maximum response length. The expansion is local, so by
 default (`tree.rollout.expansion=async`) it has no barrier: a node's N children start as soon as
@@ -53,16 +58,35 @@ def tree_rng(seed: int, prompt_uid: str) -> random.Random:
     return random.Random(int.from_bytes(digest[:8], "little"))
 
 
+def segment_seed(seed: int, seed_key: str, path: tuple[int, ...]) -> int:
+    """The engine seed of the segment that becomes the node at `path` (child indices from the root)."""
+    digest = hashlib.sha256(f"{seed}:{seed_key}:{'/'.join(map(str, path))}".encode()).digest()
+    return int.from_bytes(digest[:4], "little") & 0x7FFFFFFF
+
+
+def _seeder(opts: RolloutOptions, seed_key: Optional[str]) -> Callable[[Node, int], Optional[int]]:
+    """(parent, index of the new child) -> its segment's engine seed, or None when unseeded."""
+    if seed_key is None:
+        return lambda parent, index: None
+    return lambda parent, index: segment_seed(opts.seed, seed_key, parent.path() + (index,))
+
+
 def _fill(node: Node, seg: Segment) -> None:
     Tree.set_segment(node, seg.token_ids, seg.logprobs)
     node.num_cached_tokens = seg.num_cached_tokens
     node.global_steps = seg.global_steps
 
 
-async def _grow(tree: Tree, parents: list[Node], call: Callable[[Node], Awaitable[Segment]]):
+async def _grow(tree: Tree, parents: list[Node], call: Callable[[Node, int], Awaitable[Segment]]):
     """One segment for each parent (a parent listed k times gets k children), all calls at once;
-    returns the (child, segment) pairs, children in the order of `parents`."""
-    segs = await asyncio.gather(*(call(p) for p in parents))
+    returns the (child, segment) pairs, children in the order of `parents`. `call(parent, index)`
+    generates the segment of the parent's child number `index`."""
+    index, calls = {}, []
+    for p in parents:
+        i = index.setdefault(id(p), len(p.children))
+        index[id(p)] = i + 1
+        calls.append(call(p, i))
+    segs = await asyncio.gather(*calls)
     children = []
     for parent, seg in zip(parents, segs):
         child = tree.add_child(parent, [])
@@ -79,13 +103,17 @@ async def sample_treerpo(
     max_response_tokens: int,
     request_id: Optional[str] = None,
     detokenize: Detokenize = None,
+    seed_key: Optional[str] = None,
 ) -> Tree:
     tree = Tree(prompt_ids, prompt_uid)
     request_id = request_id or f"tree-{prompt_uid}"
     max_resp = max_response_tokens
+    seed_of = _seeder(opts, seed_key)
 
-    def call(parent: Node) -> Awaitable[Segment]:  # a child's segment continues its parent's full prefix
-        return source.continue_(request_id, tree.prefix_ids(parent), min(opts.step_tokens_at(parent.depth + 1), max_resp - parent.end))
+    def call(parent: Node, index: int) -> Awaitable[Segment]:  # a child continues its parent's full prefix
+        return source.continue_(request_id, tree.prefix_ids(parent),
+                                min(opts.step_tokens_at(parent.depth + 1), max_resp - parent.end),
+                                seed=seed_of(parent, index))
 
     def stop(child: Node, seg: Segment) -> Optional[StopReason]:
         return classify(seg, child.depth, child.end, max_depth=opts.depth, max_response=max_resp, detokenize=detokenize)
@@ -116,7 +144,7 @@ async def _treerpo_barrier_free(tree: Tree, opts: RolloutOptions, call, stop) ->
     tree is complete (`Tree.renumber`, breadth-first), so completion order changes nothing."""
 
     async def generate(child: Node) -> Node:
-        seg = await call(child.parent)
+        seg = await call(child.parent, child.index_in_parent)
         _fill(child, seg)
         child.stop_reason = stop(child, seg)
         return child
@@ -153,15 +181,18 @@ async def sample_treepo(
     max_response_tokens: int,
     request_id: Optional[str] = None,
     detokenize: Detokenize = None,
+    seed_key: Optional[str] = None,
 ) -> Tree:
     tree = Tree(prompt_ids, prompt_uid)
     request_id = request_id or f"tree-{prompt_uid}"
-    rng = tree_rng(opts.seed, prompt_uid)
+    rng = tree_rng(opts.seed, prompt_uid if seed_key is None else seed_key)  # seeded: no random uid in it
     w, b, d, l = opts.leaves, opts.branch, opts.max_segments, opts.segment_tokens
     max_resp = max_response_tokens
+    seed_of = _seeder(opts, seed_key)
 
-    def call(parent: Node) -> Awaitable[Segment]:
-        return source.continue_(request_id, tree.prefix_ids(parent), min(l, max_resp - parent.end))
+    def call(parent: Node, index: int) -> Awaitable[Segment]:
+        return source.continue_(request_id, tree.prefix_ids(parent), min(l, max_resp - parent.end),
+                                seed=seed_of(parent, index))
 
     pending: list[tuple[Node, int]] = [(tree.root, min(rng.randint(*opts.init_branches), w))]
     n_leaves = 0
@@ -220,7 +251,9 @@ async def sample_tree(
     max_response_tokens: int,
     request_id: Optional[str] = None,
     detokenize: Detokenize = None,
+    seed_key: Optional[str] = None,
 ) -> Tree:
-    """Sample one tree with the method named by `opts.method`."""
+    """Sample one tree with the method named by `opts.method`; `seed_key` seeds its engine calls
+    (module docstring; None: unseeded, the engine's own randomness)."""
     fn = sample_treerpo if opts.method == "treerpo" else sample_treepo
-    return await fn(prompt_ids, prompt_uid, source, opts, max_response_tokens, request_id, detokenize)
+    return await fn(prompt_ids, prompt_uid, source, opts, max_response_tokens, request_id, detokenize, seed_key)

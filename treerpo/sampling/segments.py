@@ -45,10 +45,15 @@ class SegmentSource:
         self.eos = frozenset(int(i) for i in ids)
         self.calls = 0
 
-    async def continue_(self, request_id: str, prefix_ids: list[int], max_tokens: int) -> Segment:
+    async def continue_(self, request_id: str, prefix_ids: list[int], max_tokens: int,
+                        seed: Optional[int] = None) -> Segment:
+        """One segment after `prefix_ids`; `seed`, if given, is the engine's sampling seed for this
+        call (vLLM's `SamplingParams.seed`: the call draws from its own generator)."""
         if max_tokens < 1:
             raise ValueError(f"request {request_id}: asked for {max_tokens} tokens")
         params = dict(self.sampling_params, max_tokens=int(max_tokens))
+        if seed is not None:
+            params["seed"] = int(seed)
         self.calls += 1
         out = await self.engine.generate(request_id, prompt_ids=list(prefix_ids), sampling_params=params)
         tokens = list(out.token_ids)
