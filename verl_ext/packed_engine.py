@@ -60,12 +60,13 @@ def to_nested(values: torch.Tensor, p_lens: torch.Tensor, r_lens: torch.Tensor) 
         torch.cat([p_lens.new_zeros(1), p_lens + r_lens]), 0).to(values.device))
 
 
-def packed_model_output(module, micro_batch, uids, calculate_entropy: bool, temperature=1.0) -> dict:
+def packed_model_output(module, micro_batch, uids, calculate_entropy: bool, temperature=1.0) -> tuple[dict, dict]:
     """verl's `model_output` for a micro-batch of tree rows, computed with one packed sequence per
     tree and per-node attention blocks (the module must use `tree_attention.NAME`), and the
     micro-batch's token counts (`packing.token_counts`)."""
     input_ids, mask, position_ids, r, p_lens, r_lens = rows_from_nested(micro_batch["prompts"], micro_batch["responses"])
-    pk_cpu = packing.pack(input_ids.cpu(), mask.cpu(), position_ids.cpu(), uids, r)  # the plans are built on CPU
+    mask_cpu = mask.cpu()
+    pk_cpu = packing.pack(input_ids.cpu(), mask_cpu, position_ids.cpu(), uids, r)  # the plans are built on CPU
     pk, plan = pk_cpu.to(input_ids.device), tree_attention.segment_plan(pk_cpu).to(input_ids.device)
     logits = module(input_ids=pk.input_ids, position_ids=pk.position_ids, tree_plan=plan, use_cache=False).logits
     logits = logits.float() / temperature
@@ -73,7 +74,7 @@ def packed_model_output(module, micro_batch, uids, calculate_entropy: bool, temp
     out = {"log_probs": to_nested(log_probs, p_lens, r_lens)}
     if calculate_entropy:
         out["entropy"] = to_nested(entropy, p_lens, r_lens)
-    return out, packing.token_counts(mask.cpu(), pk_cpu)
+    return out, packing.token_counts(mask_cpu, pk_cpu)
 
 
 def micro_batch_uids(micro_batch):
