@@ -239,6 +239,18 @@ def tree_signatures(run, step: int) -> list:
                   for rec in records if rec["step"] == step)
 
 
+def print_comparison(unpacked_steps, packed_steps) -> None:
+    keys = ("actor/pg_loss", "actor/grad_norm", "actor/kl_loss", "actor/ppo_kl", "actor/entropy",
+            "training/rollout_probs_diff_mean", PACK_KEY, "timing_s/old_log_prob", "timing_s/ref",
+            "timing_s/update_actor")
+    print(f"\n{'metric':42}" + "".join(f"{f'step {i} unpacked':>18}{f'step {i} packed':>16}"
+                                       for i in range(1, len(packed_steps) + 1)))
+    for key in keys:
+        cells = "".join(f"{u.get(key, float('nan')):>18.7g}{p.get(key, float('nan')):>16.7g}"
+                        for u, p in zip(unpacked_steps, packed_steps))
+        print(f"{key:42}{cells}")
+
+
 def test_packed_training_matches_unpacked(runs_dir):
     """`tree.train.pack=true` in verl's trainer: one step from the same state (the same starting
     checkpoint and, with seeded segments, the same step-1 trees) gives the unpacked run's loss,
@@ -248,10 +260,13 @@ def test_packed_training_matches_unpacked(runs_dir):
     7e-7). The updated weights agreed to 1e-3 in all but 1 of 329,216 parameters: Adam's first step
     is about lr * sign(g) (lr 1e-2 here), so a parameter whose gradient is near 0 can move either
     way on a 1e-7 difference in g; the step-1 rows' log-probs moved by 4.8 on average and differed
-    by 6e-3 (0.13%). Step 2 (same trees again) agreed within 0.3%."""
+    by 6e-3 (0.13%). Step 2 is not compared: it starts from weights that differ that little, and
+    at this lr its updates amplify the difference (two runs drew the same step-2 trees; their
+    step-2 pg_loss agreed with the unpacked run's within 0.2% once and differed by 43% once)."""
     base, base_rows = run_estimator(runs_dir, "treerpo")
     packed, packed_rows = run_estimator(runs_dir, "treerpo", name="treerpo-packed", extra=("tree.train.pack=true",))
     unpacked_steps, packed_steps = train_steps(base_rows), train_steps(packed_rows)
+    print_comparison(unpacked_steps, packed_steps)  # `pytest -s` shows it (README "Packed training")
     check_losses_and_checkpoint(packed, packed_steps)
 
     # the packed engine ran in verl's training workers (the option reached them), and saved tokens
@@ -277,14 +292,12 @@ def test_packed_training_matches_unpacked(runs_dir):
     pu, pp = dict(w_u.named_parameters()), dict(w_p.named_parameters())
     total = sum(x.numel() for x in pu.values())
     differ = sum(int(((pu[k] - pp[k]).abs() > 1e-3).sum()) for k in pu)
+    print(f"step-1 weights: {differ} of {total} parameters differ by > 1e-3")
     assert differ <= 1e-4 * total, f"{differ} of {total} parameters differ by > 1e-3 after one packed step"
     rows = step_tokens(base, 1, AutoTokenizer.from_pretrained(base.base_dir))
     lp0, lp_u, lp_p = (token_probs(m, rows).log() for m in (start, w_u, w_p))
     moved, diff = (lp_u - lp0).abs().mean().item(), (lp_p - lp_u).abs().mean().item()
+    print(f"log-probs of step 1's {len(lp0)} tokens: the update moved them by {moved:.3e} on average; packed vs "
+          f"unpacked differ by {diff:.3e} on average (median {(lp_p - lp_u).abs().median().item():.3e})")
     assert diff < 0.01 * moved, f"the update moved log-probs by {moved:.3e} on average, packed vs unpacked {diff:.3e}"
 
-    # step 2: the same trees again, from weights that agree as above
-    if tree_signatures(packed, 2) == tree_signatures(base, 2):
-        for key in ("actor/pg_loss", "actor/grad_norm", "actor/kl_loss"):
-            u, p = unpacked_steps[1][key], packed_steps[1][key]
-            assert p == pytest.approx(u, rel=1e-2), (key, u, p)
