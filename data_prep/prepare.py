@@ -10,16 +10,28 @@ gives, per set, its input, the rows read, written and skipped by reason, and
 read = written + the sum of the skips (rows past --max-rows are skipped as max_rows).
 Questions over --max-question-chars (default 20000) and ground truths over --max-answer-chars
 (default 1000, the verifier's limit: it scores any longer answer as wrong) are skipped as too_long.
+The other skip reasons (data_prep/convert.py lists them all) include answers that are no answer
+(bad_answer_type:<type> for a bool, a dict/struct, a nested list...; non_finite_answer;
+float_answer for a float carrying binary rounding noise such as 0.30000000000000004), text
+parquet cannot store (bad_text: a lone surrogate such as a JSON "\\ud800" escape), and
+conflicting_duplicate (a question repeated with a different answer: all its rows are dropped).
+The printed table names every reason with its count.
 
 Errors stop the run before anything is written, with one line on stderr and exit status 2: a
-bad argument, a file that cannot be read, and a set of which no row survives (the message
-names the input and the main skip reason, e.g. a question column that is not in the file).
+bad argument (also a --local, --hf-name, --split or --map for a set that is neither in --eval
+nor the --train source, and an --instruction that is not valid text), a file that cannot be read
+(invalid JSON or invalid UTF-8 is named by its line), and a set of which no row survives (the
+message names the input and the main skip reason, e.g. a question column that is not in the
+file). Files are written under temporary names and renamed into place once all are written; a
+write that fails before the renames removes what it wrote (and the --out folders it created) and
+is reported the same way, leaving an earlier run's files as they were.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections import Counter
 from pathlib import Path
@@ -27,7 +39,8 @@ from typing import Iterable, Optional
 
 import pandas as pd
 
-from data_prep.convert import MAX_ANSWER_CHARS, MAX_QUESTION_CHARS, columns_of, convert, ngrams, norm_question
+from data_prep.convert import (MAX_ANSWER_CHARS, MAX_QUESTION_CHARS, columns_of, convert, is_text, ngrams,
+                               norm_question)
 from data_prep.sources import DEFAULT_INSTRUCTION, EVAL_SETS, SOURCES, Source
 from treerpo import quiet
 
@@ -120,6 +133,20 @@ def check_known(option: str, names: Iterable[str]) -> None:
         raise DataPrepError(f"{option}: unknown dataset {unknown[0]!r}; known: {', '.join(sorted(SOURCES))}")
 
 
+def check_used(option: str, given: dict, evals: list[str], train: str) -> None:
+    """A per-set option (--local, --hf-name, --split, --map) for a set this run does not prepare
+    would be silently ignored: an error naming the set."""
+    used = set(evals) | ({train} if train != "none" else set())
+    unused = [n for n in given if n not in used]
+    if unused:
+        name = unused[0]
+        value = given[name] if isinstance(given[name], str) else ",".join(f"{k}={v}" for k, v in given[name].items())
+        shown = f"{name}:{value}" if option == "--map" else f"{name}={value}"
+        raise DataPrepError(f"{option} {shown}: {name!r} is not prepared in this run "
+                            f"(--eval {','.join(evals) or '(none)'}, --train {train}); "
+                            f"add it to --eval or --train, or drop this {option}")
+
+
 # ---- reading -----------------------------------------------------------------------------------
 def read_local(path: str) -> list[dict]:
     p = Path(path)
@@ -130,7 +157,13 @@ def read_local(path: str) -> list[dict]:
     try:
         if p.suffix == ".parquet":
             return pd.read_parquet(p).to_dict(orient="records")
-        text = p.read_text(encoding="utf-8")
+        data = p.read_bytes()
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError as e:
+            line = data.count(b"\n", 0, e.start) + 1
+            raise DataPrepError(f"{path}: line {line} is not valid UTF-8 "
+                                f"(byte 0x{data[e.start]:02x}: {e.reason})") from None
         if p.suffix == ".jsonl":
             rows = []
             for n, line in enumerate(text.splitlines(), 1):
@@ -232,6 +265,11 @@ def prepare(args: argparse.Namespace) -> tuple[Path, dict[str, dict]]:
         check_known("--train", [args.train])
     elif not evals:
         raise DataPrepError("nothing to prepare: --eval is empty and --train is none")
+    for option, given in (("--local", local), ("--hf-name", hub), ("--split", splits), ("--map", maps)):
+        check_used(option, given, evals, args.train)
+    if not is_text(args.instruction):
+        raise DataPrepError(f"--instruction {args.instruction!r}: not valid text (a lone surrogate; "
+                            f"undecodable bytes on the command line?)")
     out = Path(args.out)
     if out.exists() and not out.is_dir():
         raise DataPrepError(f"--out {out}: exists and is not a directory")
@@ -256,13 +294,33 @@ def prepare(args: argparse.Namespace) -> tuple[Path, dict[str, dict]]:
 
 
 def write(out: Path, tables: dict[str, list[dict]], summary: dict) -> None:
+    """Write every file under a temporary name, then rename them all into place; on any failure
+    remove what this call wrote (and the folders it created) and raise a DataPrepError."""
+    created = [d for d in (out, *out.parents) if not d.exists()]  # deepest first
+    temps: dict[Path, Path] = {}
     try:
         out.mkdir(parents=True, exist_ok=True)
         for stem, rows in tables.items():
-            pd.DataFrame(rows).to_parquet(out / f"{stem}.parquet")
-        (out / "summary.json").write_text(json.dumps(summary, indent=2))
-    except OSError as e:
-        raise DataPrepError(f"--out {out}: cannot be written ({e.strerror or e})") from None
+            final = out / f"{stem}.parquet"
+            temps[final] = out / f".{stem}.parquet.partial"
+            pd.DataFrame(rows).to_parquet(temps[final])
+        temps[out / "summary.json"] = out / ".summary.json.partial"
+        temps[out / "summary.json"].write_text(json.dumps(summary, indent=2))
+        for final, temp in temps.items():
+            os.replace(temp, final)
+    except Exception as e:  # a full disk, no permission, or text parquet cannot store: never a traceback
+        for temp in temps.values():
+            try:
+                temp.unlink(missing_ok=True)
+            except OSError:
+                pass
+        for d in created:
+            try:
+                d.rmdir()
+            except OSError:
+                break
+        detail = e.strerror if isinstance(e, OSError) and e.strerror else f"{type(e).__name__}: {first_line(e)}"
+        raise DataPrepError(f"--out {out}: cannot be written ({detail})") from None
 
 
 def print_summary(out: Path, summary: dict[str, dict]) -> None:

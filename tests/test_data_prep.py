@@ -239,3 +239,193 @@ def test_summary_counts_add_up_for_every_skip_reason(tmp_path, capsys):
         assert s["read"] == s["written"] + sum(s["skipped"].values())
         assert len(pd.read_parquet(tmp_path / "out" / f"{name}.parquet")) == s["written"]
     assert truths(tmp_path / "out" / "train.parquet") == ["4", "9"]
+
+
+# ---- answer types, conflicting duplicates, unused --local, text parquet cannot store --------------
+def summary_of(tmp_path, name: str) -> dict:
+    return json.loads((tmp_path / "out" / "summary.json").read_text())[name]
+
+
+def test_answer_cells_are_converted_by_type_or_skipped_by_reason():
+    from decimal import Decimal
+
+    import numpy as np
+
+    from data_prep.convert import answer_value
+
+    cases = [
+        ("17", "17"), (" 3 ", "3"), (17, "17"), (17.0, "17"), (np.int64(-4), "-4"), (np.float64(2.0), "2"),
+        (1e20, "100000000000000000000"), (0.1, "0.1"), (np.float32(0.1), "0.1"), (1.5e-7, "0.00000015"),
+        (Decimal("1E+3"), "1000"), (Decimal("0.50"), "0.50"), (["$2$"], "$2$"), ([1, "x"], "1, x"),
+        (None, None), (NAN, None), ([], None), (" ", None),
+    ]
+    for value, text in cases:
+        assert answer_value(value) == (text, None), value
+    refused = [
+        (True, "bad_answer_type:bool"), (np.bool_(False), "bad_answer_type:bool"),
+        ({"value": "3"}, "bad_answer_type:dict"), ({}, "bad_answer_type:dict"),
+        ([["1"]], "bad_answer_type:list"), ([{"a": 1}], "bad_answer_type:dict"), ([True], "bad_answer_type:bool"),
+        (b"3", "bad_answer_type:bytes"), (1 + 2j, "bad_answer_type:complex"),
+        (float("inf"), "non_finite_answer"), (-np.inf, "non_finite_answer"), (Decimal("Infinity"), "non_finite_answer"),
+        ([1, float("inf")], "non_finite_answer"),
+        (0.1 + 0.2, "float_answer"), (1 / 3, "float_answer"), (2.0**53 + 2, "float_answer"),
+        (10**5000, "too_long"), (Decimal("1E+999999999"), "too_long"),  # never expanded into digits
+    ]
+    for value, reason in refused:
+        assert answer_value(value) == (None, reason), value
+
+
+@pytest.mark.parametrize("file, rows, written, skipped", [
+    ("a.jsonl", [{"question": "A?", "answer": {"value": "3"}}, {"question": "B?", "answer": True},
+                 {"question": "C?", "answer": 1e20}, {"question": "D?", "answer": 0.1 + 0.2},
+                 {"question": "E?", "answer": float("inf")}, {"question": "F?", "answer": [["1"]]},
+                 {"question": "G?", "answer": "7"}, {"question": "H?", "answer": 0.25}],
+     ["100000000000000000000", "7", "0.25"],
+     {"bad_answer_type:dict": 1, "bad_answer_type:bool": 1, "bad_answer_type:list": 1, "float_answer": 1,
+      "non_finite_answer": 1}),
+    ("a.parquet", [{"question": q, "answer": a} for q, a in
+                   [("A?", 1e20), ("B?", 0.1 + 0.2), ("C?", float("inf")), ("D?", 17.0), ("E?", 0.5)]],
+     ["100000000000000000000", "17", "0.5"], {"float_answer": 1, "non_finite_answer": 1}),
+], ids=["jsonl-mixed", "parquet-float-column"])
+def test_non_text_answers_are_converted_deliberately_or_skipped(tmp_path, capsys, file, rows, written, skipped):
+    code = main(["--out", str(tmp_path / "out"), "--train", "none", "--eval", "amc23",
+                 "--local", f"amc23={write_rows(tmp_path / file, rows)}"])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    assert truths(tmp_path / "out" / "amc23.parquet") == written
+    assert summary_of(tmp_path, "amc23")["skipped"] == skipped
+    for reason, count in skipped.items():
+        assert f"{reason} {count}" in captured.out  # named in the printed summary
+
+
+@pytest.mark.parametrize("answers, reason", [
+    ([{"value": "3"}, {"value": "4"}], "bad_answer_type:dict"),  # a parquet struct column
+    ([True, False], "bad_answer_type:bool"),
+])
+def test_a_struct_or_bool_answer_column_is_refused(tmp_path, capsys, answers, reason):
+    rows = [{"question": f"Q{i}?", "answer": a} for i, a in enumerate(answers)]
+    code, err = prepare_one(tmp_path, capsys, "amc23", write_rows(tmp_path / "a.parquet", rows))
+    assert code == 2
+    assert f"2 of 2 skipped as {reason}" in err and err.count("\n") == 1
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_question_repeated_with_another_answer_is_dropped_as_conflicting(tmp_path, capsys):
+    rows = [{"question": "What is x?", "answer": "5"},
+            {"question": "What is  x ?", "answer": "6"},         # same question, another answer
+            {"question": "Two?", "answer": "7"},
+            {"question": "two", "answer": "7.0"},                # the same answer: a plain duplicate
+            {"question": "Half?", "answer": "\\frac{1}{2}"},
+            {"question": "Half?", "answer": "0.5"},              # the same number: a plain duplicate
+            {"question": "what is x", "answer": "5"}]            # agrees with the first, but x conflicts
+    code, err = prepare_one(tmp_path, capsys, "amc23", write_rows(tmp_path / "a.jsonl", rows))
+    assert code == 0, err
+    assert truths(tmp_path / "out" / "amc23.parquet") == ["7", "\\frac{1}{2}"]
+    s = summary_of(tmp_path, "amc23")
+    assert s["skipped"] == {"conflicting_duplicate": 3, "duplicate": 2}
+    assert s["read"] == s["written"] + sum(s["skipped"].values())
+    df = pd.read_parquet(tmp_path / "out" / "amc23.parquet")
+    assert [e["index"] for e in df["extra_info"]] == [0, 1]
+    assert [e["source_index"] for e in df["extra_info"]] == [2, 4]
+
+
+def test_a_conflicting_training_question_is_dropped_too(tmp_path, capsys):
+    train = [{"problem": "What is 2+2?", "solution": "$\\boxed{4}$", "level": "Level 3"},
+             {"problem": "What is 2+2?", "solution": "$\\boxed{5}$", "level": "Level 3"},
+             {"problem": "What is 3*3?", "solution": "$\\boxed{9}$", "level": "Level 3"}]
+    code = main(["--out", str(tmp_path / "out"), "--eval", "gsm8k", "--local", f"gsm8k={FIX / 'gsm8k.jsonl'}",
+                 "--local", f"math={write_rows(tmp_path / 't.jsonl', train)}"])
+    out = capsys.readouterr().out
+    assert code == 0
+    assert summary_of(tmp_path, "train")["skipped"] == {"conflicting_duplicate": 2}
+    assert truths(tmp_path / "out" / "train.parquet") == ["9"]
+    assert "conflicting_duplicate 2" in out
+
+
+@pytest.mark.parametrize("args, name", [
+    (["--eval", "amc23", "--train", "none", "--local", f"minerva={FIX / 'minerva.jsonl'}"], "minerva"),
+    (["--eval", "amc23", "--train", "none", "--local", f"math={FIX / 'math_train.jsonl'}"], "math"),
+    (["--eval", "amc23", "--train", "math", "--local", f"math500={FIX / 'math500.jsonl'}",
+      "--local", f"math={FIX / 'math_train.jsonl'}"], "math500"),
+    (["--eval", "amc23", "--train", "none", "--map", "minerva:question=problem"], "minerva"),
+    (["--eval", "amc23", "--train", "none", "--hf-name", "gsm8k=someone/gsm8k"], "gsm8k"),
+    (["--eval", "amc23", "--train", "none", "--split", "aime24=test"], "aime24"),
+])
+def test_an_option_for_a_set_not_prepared_is_an_error(tmp_path, capsys, args, name):
+    code = main(["--out", str(tmp_path / "out"), "--local", f"amc23={FIX / 'amc23.json'}", *args])
+    err = capsys.readouterr().err
+    option = args[4]
+    assert code == 2
+    assert err.startswith(f"data_prep: error: {option} {name}") and err.count("\n") == 1, err
+    assert f"{name!r} is not prepared in this run" in err
+    assert not (tmp_path / "out").exists()
+
+
+SURROGATE_ROWS = (  # JSON's \ud800 escape: a lone surrogate, which json.loads accepts and parquet cannot store
+    '{"question": "Good?", "answer": "1", "id": "a"}\n'
+    '{"question": "Bad \\ud800 question?", "answer": "2", "id": "b"}\n'
+    '{"question": "Bad answer?", "answer": "3\\udfff", "id": "c"}\n'
+    '{"question": "Bad id?", "answer": "4", "id": "\\ud800"}\n'
+    '{"question": "Paired \\ud83d\\ude00 escape?", "answer": "5", "id": "e"}\n'  # a valid pair: an emoji
+)
+
+
+def test_lone_surrogates_are_skipped_as_bad_text(tmp_path, capsys):
+    path = tmp_path / "a.jsonl"
+    path.write_text(SURROGATE_ROWS)
+    code, err = prepare_one(tmp_path, capsys, "amc23", path)
+    assert code == 0, err
+    assert summary_of(tmp_path, "amc23")["skipped"] == {"bad_text": 3}
+    assert truths(tmp_path / "out" / "amc23.parquet") == ["1", "5"]
+
+
+def test_a_set_of_only_bad_text_is_one_line_and_leaves_no_folder(tmp_path):
+    path = tmp_path / "a.jsonl"
+    path.write_text("".join(line + "\n" for line in SURROGATE_ROWS.splitlines()[1:4]))
+    out = subprocess.run([sys.executable, "-m", "data_prep.prepare", "--out", str(tmp_path / "out"), "--train", "none",
+                          "--eval", "amc23", "--local", f"amc23={path}"], capture_output=True, text=True)
+    assert out.returncode == 2
+    assert len(out.stderr.splitlines()) == 1 and "3 of 3 skipped as bad_text" in out.stderr, out.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_invalid_utf8_is_an_error_naming_the_line(tmp_path, capsys):
+    path = tmp_path / "a.jsonl"
+    path.write_bytes(b'{"question": "One?", "answer": "1"}\n{"question": "Tw\xff?", "answer": "2"}\n')
+    code, err = prepare_one(tmp_path, capsys, "amc23", path)
+    assert code == 2 and err.count("\n") == 1
+    assert f"{path}: line 2 is not valid UTF-8 (byte 0xff" in err
+    assert not (tmp_path / "out").exists()
+
+
+def test_an_instruction_that_is_not_text_is_an_error(tmp_path, capsys):
+    code, err = prepare_one(tmp_path, capsys, "amc23", FIX / "amc23.json", "--instruction", "Think \udcff.")
+    assert code == 2 and err.count("\n") == 1
+    assert err.startswith("data_prep: error: --instruction ") and "not valid text" in err
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("existing", [False, True])
+def test_a_write_that_fails_midway_leaves_nothing_behind(tmp_path, capsys, monkeypatch, existing):
+    out = tmp_path / "deep" / "out"
+    if existing:  # a folder from an earlier run: its files stay as they were
+        out.mkdir(parents=True)
+        (out / "amc23.parquet").write_text("earlier")
+    real = pd.DataFrame.to_parquet
+
+    def second_fails(self, path, *args, **kwargs):
+        if "amc23" in str(path):
+            raise ValueError("simulated failure")
+        return real(self, path, *args, **kwargs)
+
+    monkeypatch.setattr(pd.DataFrame, "to_parquet", second_fails)
+    code = main(["--out", str(out), "--train", "none", "--eval", "gsm8k,amc23",
+                 "--local", f"gsm8k={FIX / 'gsm8k.jsonl'}", "--local", f"amc23={FIX / 'amc23.json'}"])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1
+    assert f"--out {out}: cannot be written (ValueError: simulated failure)" in err
+    if existing:
+        assert sorted(p.name for p in out.iterdir()) == ["amc23.parquet"]
+        assert (out / "amc23.parquet").read_text() == "earlier"
+    else:
+        assert not (tmp_path / "deep").exists()

@@ -12,9 +12,11 @@ import threading
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 import treerpo
+import verl_ext.reward as reward_module
 from treerpo.reward import verifier
 from treerpo.reward.verifier import gsm8k_answer, last_boxed, score_answer
 from verl_ext.reward import compute_score
@@ -73,7 +75,8 @@ def test_extraction():
     assert gsm8k_answer("blah\n#### 1,234") == "1234"
 
 
-REWARD_KEYS = {"score", "acc", "pred", "verify_method", "verify_ms", "verify_timeout", "verify_timeouts_total"}
+REWARD_KEYS = {"score", "acc", "pred", "verify_method", "verify_ms", "verify_timeout", "verify_timeouts_total",
+               "bad_ground_truth"}
 
 
 def test_reward_function_shape():
@@ -85,6 +88,8 @@ def test_reward_function_shape():
     assert out["verify_timeout"] == 0 and isinstance(out["verify_timeouts_total"], int)
     assert compute_score("x", "\\boxed{3}", "4", incorrect_score=-1.0)["score"] == -1.0
     assert set(compute_score("x", "no box", "4")) == REWARD_KEYS  # the same keys on every path
+    assert set(compute_score("x", "\\boxed{4}", None)) == REWARD_KEYS
+    assert out["bad_ground_truth"] == 0
 
 
 def test_reward_extra_info_reports_latency_and_timeouts():
@@ -363,3 +368,156 @@ def test_forked_child_gets_its_own_helper():
     os.waitpid(pid, 0)
     assert out and json.loads(out) == ["math_verify", True]
     assert score_answer("\\boxed{6\\sqrt{2}}", "\\sqrt{72}", timeout=30.0).correct  # the parent's still works
+
+
+# ---- ground truths that are no answer; empty boxes; scientific notation ------------------------------
+NAN, INF = float("nan"), float("inf")
+BAD_TRUTHS = [  # (a response that used to earn it, the ground truth)
+    ("\\boxed{None}", None),
+    ("\\boxed{nan}", NAN),
+    ("\\boxed{NaN}", np.float64("nan")),
+    ("\\boxed{}", ""),
+    ("\\boxed{}", "   "),
+    ("\\boxed{ }", "\t\n"),
+    ("\\boxed{}", "\\boxed{}"),
+    ("\\boxed{}", "\\text{}"),
+    ("\\boxed{}", "$ $"),
+    ("\\boxed{True}", True),
+    ("\\boxed{True}", np.bool_(True)),
+    ("\\boxed{inf}", INF),
+    ("\\boxed{-inf}", -INF),
+    ("\\boxed{{'value': '3'}}", {"value": "3"}),
+    ("\\boxed{[1]}", [1]),
+    ("\\boxed{['1']}", np.array(["1"])),
+    ("\\boxed{None}", "None"),  # a missing cell written as text (str(None), pandas' astype(str))
+    ("\\boxed{nan}", "nan"),
+    ("\\boxed{NULL}", "null"),
+    ("\\boxed{<NA>}", "<NA>"),
+    ("\\boxed{None}", "\\boxed{None}"),
+]
+
+
+@pytest.mark.parametrize("response, truth", BAD_TRUTHS)
+def test_a_ground_truth_that_is_no_answer_never_matches(response, truth):
+    v = score_answer(response, truth, use_math_verify=False)
+    assert (v.correct, v.method) == (False, "bad_ground_truth")
+    v = score_answer(response, truth, timeout=10.0)  # math-verify never gets to judge it either
+    assert (v.correct, v.method) == (False, "bad_ground_truth")
+
+
+EMPTY_BOXES = ["\\boxed{}", "\\boxed{ }", "\\boxed{\\text{}}", "\\boxed{\\$}", "so \\boxed{4} or rather \\boxed{}"]
+
+
+@pytest.mark.parametrize("response", EMPTY_BOXES)
+@pytest.mark.parametrize("truth", ["\\text{ }", "$$", "\\%"])
+def test_an_empty_box_never_earns_a_ground_truth_that_normalises_to_nothing(response, truth):
+    v = score_answer(response, truth, timeout=10.0)
+    assert (v.correct, v.method) == (False, "bad_ground_truth")
+
+
+@pytest.mark.parametrize("response", EMPTY_BOXES)
+@pytest.mark.parametrize("truth", ["4", "{}", "\\{\\}", "\\emptyset", "\\text{no solution}"])
+def test_an_empty_box_is_wrong_before_any_comparison(response, truth):
+    v = score_answer(response, truth, timeout=10.0)
+    assert (v.correct, v.method) == (False, "empty_box")
+
+
+@pytest.mark.parametrize("response, truth", [
+    ("\\boxed{1000}", 1000),
+    ("\\boxed{1000}", 1000.0),
+    ("\\boxed{1000}", np.int64(1000)),
+    ("\\boxed{1000}", np.float64(1000.0)),
+    ("\\boxed{-3}", -3.0),
+    ("\\boxed{100000000000000000000}", 1e20),
+    ("\\boxed{0.1}", 0.1),
+    ("\\boxed{0.5}", np.float32(0.5)),
+    ("\\boxed{0.3}", 0.1 + 0.2),
+    ("\\boxed{0.00000015}", 1.5e-7),
+])
+def test_a_finite_number_ground_truth_is_its_value(response, truth):
+    v = score_answer(response, truth, use_math_verify=False)
+    assert v.correct, v
+
+
+@pytest.mark.parametrize("response, truth", [("\\boxed{1001}", 1000.0), ("\\boxed{1000.5}", 1000),
+                                             ("\\boxed{99999999999999999999}", 1e20)])
+def test_a_number_ground_truth_keeps_the_exact_rules(response, truth):
+    assert not score_answer(response, truth, use_math_verify=False).correct
+
+
+SCI_RIGHT = [
+    ("\\boxed{1e3}", "1000"),
+    ("\\boxed{1E3}", "1000"),
+    ("\\boxed{1e+3}", "1000"),
+    ("\\boxed{1000}", "1e3"),  # the ground truth in scientific notation
+    ("\\boxed{1.5e-3}", "0.0015"),
+    ("\\boxed{1.5e-3}", "\\frac{3}{2000}"),
+    ("\\boxed{-2.5e2}", "-250"),
+    ("\\boxed{2\\times10^{3}}", "2000"),
+    ("\\boxed{2 \\times 10^{3}}", "2000"),
+    ("\\boxed{2 \\cdot 10^3}", "2000"),
+    ("\\boxed{2*10^3}", "2000"),
+    ("\\boxed{2×10^3}", "2000"),
+    ("\\boxed{3.0\\times10^{-2}}", "0.03"),
+    ("\\boxed{1e20}", "100000000000000000000"),
+    ("\\boxed{3.14159e0}", "3.14159265"),  # a decimal: 6 significant digits, within its last digit
+]
+SCI_WRONG = [
+    ("\\boxed{1e3}", "1001"),  # 1e3 is exactly 1000
+    ("\\boxed{1.5e3}", "1499"),  # 1.5e3 is the integer 1500, not a rounding
+    ("\\boxed{1e20}", "100000000000000000001"),
+    ("\\boxed{1.5e-3}", "0.00151"),  # 0.0015 is off by 1e-5 > the 6-digit tolerance
+    ("\\boxed{1e-3}", "0.0012"),
+    ("\\boxed{2\\times10^{3}}", "20000"),
+    ("\\boxed{3.1416e0}", "3.14159265"),  # off in the 5th digit, as 3.1416 is
+    ("\\boxed{1e999999999}", "1"),  # too big an exponent to expand: not a plain number, and quick
+]
+
+
+@pytest.mark.parametrize("response, truth", SCI_RIGHT)
+def test_scientific_notation_is_a_number(response, truth):
+    v = score_answer(response, truth, use_math_verify=False)
+    assert (v.correct, v.method) == (True, "number"), v
+
+
+@pytest.mark.parametrize("response, truth", SCI_WRONG)
+def test_scientific_notation_keeps_the_exact_and_decimal_rules(response, truth):
+    t0 = time.perf_counter()
+    assert not score_answer(response, truth, use_math_verify=False).correct
+    assert time.perf_counter() - t0 < 1.0
+
+
+@pytest.fixture
+def fresh_warnings(monkeypatch, caplog):
+    """compute_score's once-per-value warnings, reset for this test, and captured."""
+    monkeypatch.setattr(reward_module, "_warned", set())
+    caplog.set_level("WARNING", logger="verl_ext.reward")
+    return caplog
+
+
+def test_reward_for_a_bad_ground_truth_is_a_counted_logged_zero(fresh_warnings):
+    outs = [compute_score("src_a", "\\boxed{None}", None, incorrect_score=-1.0),
+            compute_score("src_a", "\\boxed{None}", None, incorrect_score=-1.0),  # the same value: not logged again
+            compute_score("src_a", "\\boxed{nan}", NAN, incorrect_score=-1.0),
+            compute_score("src_a", "\\boxed{nan}", float("nan"), incorrect_score=-1.0),  # another NaN object, same repr
+            compute_score("src_b", "\\boxed{}", "", incorrect_score=-1.0),
+            compute_score("src_b", "no box at all", "  ", incorrect_score=-1.0)]
+    for out in outs:
+        assert set(out) == REWARD_KEYS
+        assert (out["score"], out["acc"], out["verify_method"], out["bad_ground_truth"]) == (
+            -1.0, False, "bad_ground_truth", 1)
+    good = compute_score("src_a", "\\boxed{4}", "4", incorrect_score=-1.0)
+    assert (good["score"], good["bad_ground_truth"]) == (1.0, 0)
+    messages = [r.getMessage() for r in fresh_warnings.records if r.name == "verl_ext.reward"]
+    assert len(messages) == 4, messages  # None@src_a, nan@src_a, ''@src_b, '  '@src_b
+    assert "None" in messages[0] and "'src_a'" in messages[0]
+    assert "nan" in messages[1] and "'src_a'" in messages[1]
+    assert "''" in messages[2] and "'src_b'" in messages[2]
+
+
+def test_bad_ground_truth_warnings_are_capped(fresh_warnings, monkeypatch):
+    monkeypatch.setattr(reward_module, "MAX_BAD_TRUTH_WARNINGS", 2)
+    for k in range(5):
+        assert compute_score("s", "\\boxed{1}", {"k": k})["bad_ground_truth"] == 1
+    messages = [r.getMessage() for r in fresh_warnings.records if r.name == "verl_ext.reward"]
+    assert len(messages) == 3 and "later ones are counted" in messages[2], messages
