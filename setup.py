@@ -12,7 +12,7 @@ setup(
     description="Tree-based RL for LLM reasoning (TreeRPO, TreePO) as a verl 0.9.1 plugin",
     python_requires=">=3.10,<3.13",
     packages=find_packages(include=["treerpo", "treerpo.*", "verl_ext", "verl_ext.*", "data_prep", "data_prep.*"]),
-    package_data={"verl_ext": ["config/*.yaml"], "treerpo": ["data/*"]},
+    package_data={"verl_ext": ["config/*.yaml"]},
     install_requires=[
         # torch is deliberately not listed: install it first (CPU: torch==2.13.0; GPU: verl[vllm] pins it).
         "verl[verl-core]==0.9.1",
@@ -34,6 +34,6 @@ setup(
         "verl.plugins": ["treerpo = verl_ext.plugin"],
         # vLLM loads these in every process it starts; ours acts only in CPU runs (verl_ext/cpu/).
         "vllm.general_plugins": ["treerpo_cpu = verl_ext.cpu.vllm_plugin:register"],
-        "console_scripts": ["treerpo = verl_ext.cli:main"],
+        "console_scripts": ["treerpo = treerpo.cli:main"],
     },
 )

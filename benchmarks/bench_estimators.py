@@ -1,6 +1,6 @@
 """Time `treerpo` and `treepo` against verl's `grpo` on one training batch of tree rows.
 
-Default batch (issue 2): 512 prompts x 16 leaves x 4096 response tokens, trees of depth 8 shaped
+Default batch (the GPU recipe's scale): 512 prompts x 16 leaves x 4096 response tokens, trees of depth 8 shaped
 like TreePO's (b=2: 2 -> 4 -> 8 -> 16 paths, then 16 chains down to depth 8), 512-token segments,
 each leaf's own last segment of random length (early EOS; rows right-padded to 4096), binary
 rewards on the last token, rows shuffled as verl's v1 trainer hands them over.
@@ -19,7 +19,7 @@ import torch
 import verl  # noqa: F401  loads the treerpo plugin
 from verl.trainer.ppo.core_algos import get_adv_estimator_fn
 
-from treerpo.advantages import topology
+from treerpo.tree import topology
 
 
 def make_batch(prompts: int, leaves: int, length: int, depth: int, seed: int = 0):

@@ -1,11 +1,11 @@
 """Tree-packed vs unpacked actor forward+backward on the launch scripts' tree shapes (scaled down).
 
-For each shape: one batch of trees laid out as verl's actor gets it (`treerpo.tiny.tree_batch`),
+For each shape: one batch of trees laid out as verl's actor gets it (`treerpo.training.tree_batch`),
 then verl's PPO policy loss forward+backward over (a) the padded rows, as verl computes them, and
-(b) the packed trees (`treerpo.packing`), same model and weights. Reported, packed / unpacked in
+(b) the packed trees (`treerpo.training.packing`), same model and weights. Reported, packed / unpacked in
 the same run: actor tokens (and the analytic count), median forward+backward time over the
 repetitions, for two packed attentions (sdpa with the dense tree mask, and one block per node,
-`treerpo.tree_attention`), and memory (of the per-node one): on CPU the bytes the autograd graph saves for backward (the activations,
+`treerpo.training.tree_attention`), and memory (of the per-node one): on CPU the bytes the autograd graph saves for backward (the activations,
 counted once per storage), on CUDA torch's peak allocated memory. `pack` + `segment_plan` (on CPU)
 are timed on their own.
 
@@ -31,9 +31,9 @@ from omegaconf import OmegaConf
 from verl.trainer.ppo.core_algos import get_policy_loss_fn
 from verl.utils.torch_functional import logprobs_from_logits
 
-from treerpo import packing, tree_attention
+from treerpo.training import packing, tree_attention
 from treerpo.tiny.model import build_model
-from treerpo.tiny.tree_batch import grow_tree, verl_rows
+from treerpo.training.tree_batch import grow_tree, verl_rows
 
 SHAPES = {
     "treerpo_n4_d3": ([4, 4, 4], 0.0),

@@ -63,7 +63,7 @@ from dataclasses import replace
 
 import torch
 
-from treerpo.sampling.options import RolloutOptions
+from treerpo.tree.options import RolloutOptions
 from treerpo.sampling.sampler import sample_tree
 from treerpo.sampling.segments import SegmentSource
 

@@ -7,8 +7,8 @@ import random
 import numpy as np
 import torch
 
-from treerpo.advantages import topology
-from treerpo.sampling.tree import StopReason, Tree
+from treerpo.tree import topology
+from treerpo.tree.tree import StopReason, Tree
 
 
 def build_tree(prompt_uid: str, spec, rewards: dict | None = None) -> Tree:

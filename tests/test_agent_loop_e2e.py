@@ -23,7 +23,7 @@ from verl.protocol import DataProto
 from verl.trainer.ppo.v1.utils import compute_advantage_for_multi_trajectories
 
 from tests.reward_fixture import compute_score
-from treerpo.advantages import topology
+from treerpo.tree import topology
 from treerpo.engines.local import LocalEngine
 from treerpo.tiny.model import build_model, build_tokenizer, save_tiny
 from verl_ext.tree_worker import TreeAgentLoopWorker

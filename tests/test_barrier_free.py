@@ -14,11 +14,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tests.fake_engine import ScriptedEngine
-from treerpo.sampling.options import RolloutOptions
+from treerpo.tree.options import RolloutOptions
 from treerpo.sampling.rows import leaf_rows
 from treerpo.sampling.sampler import sample_tree
 from treerpo.sampling.segments import SegmentSource
-from treerpo.sampling.tree import StopReason
+from treerpo.tree.tree import StopReason
 
 PROMPT = [1, 1, 1]
 EOS = 2

@@ -45,7 +45,7 @@ def test_docs_show_the_current_diff():
 
 def test_full_determinism_with_tree_sampling_is_refused_at_config_time(tmp_path):
     out = subprocess.run(
-        [sys.executable, "-m", "verl_ext.cli", "train", "--check-only", "--out", str(tmp_path / "r"),
+        [sys.executable, "-m", "treerpo.cli", "train", "--check-only", "--out", str(tmp_path / "r"),
          "actor_rollout_ref.rollout.full_determinism=True"],
         capture_output=True, text=True, cwd=ROOT, timeout=600)
     assert out.returncode != 0

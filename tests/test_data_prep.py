@@ -87,7 +87,7 @@ def test_unknown_dataset_and_missing_file(tmp_path):
     assert main(["--out", str(tmp_path), "--eval", "gsm8k", "--train", "none", "--local", "gsm8k=/no/file.jsonl"]) == 2
 
 
-# ---- issue 9: null answers, empty sets, argument errors, length limits, counts that add up -------
+# ---- null answers, empty sets, argument errors, length limits, counts that add up ---------------
 NAN = float("nan")
 
 

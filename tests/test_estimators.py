@@ -12,10 +12,10 @@ from verl.trainer.ppo.ray_trainer import compute_advantage
 from verl.trainer.ppo.v1.utils import compute_advantage_for_multi_trajectories
 
 from tests.helpers import build_tree, rows_from_trees
-from treerpo.advantages import node_table
+from treerpo.tree import node_table
 from treerpo.advantages.segment import treepo_row_advantages
 from treerpo.advantages.step import step_level_advantages
-from treerpo.sampling.options import AdvantageOptions
+from treerpo.tree.options import AdvantageOptions
 
 treerpo_fn = get_adv_estimator_fn("treerpo")
 treepo_fn = get_adv_estimator_fn("treepo")
@@ -238,7 +238,7 @@ def test_malformed_topology_errors_name_the_uid(fn):
         fn(rewards, mask, index=u, config=run_config())
 
 
-# ---- batches without real rows (issue 9, item 4) ----------------------------------------------
+# ---- batches without real rows ----------------------------------------------
 @pytest.mark.parametrize("credit", ["every_row", "once"])
 @pytest.mark.parametrize("rows", [0, 1, 4])
 @pytest.mark.parametrize("name", ["treerpo", "treepo"])
@@ -282,7 +282,7 @@ def test_error_messages_print_plain_ints():
         assert "np." not in str(err.value) and "int64" not in str(err.value)
 
 
-# ---- TreeRPO `batch`: single-child groups stay out of the batch std (issue 9, item 5a) ----------
+# ---- TreeRPO `batch`: single-child groups stay out of the batch std ----------
 #
 #   root ── c (2 tok) ── c1 (3 tok) ─┬─ x (2 tok)   r = 1
 #                                   └─ y (2 tok)   r = 0
@@ -313,7 +313,7 @@ def test_treerpo_batch_norm_tau0_counts_agreeing_groups_of_two_or_more():
     torch.testing.assert_close(adv, expected_tokens({k: v / std for k, v in DEV.items()}), atol=1e-5, rtol=1e-5)
 
 
-# ---- TreePO with credit=once: a shared segment gets the mean A_i below it (issue 9, item 5b) ---
+# ---- TreePO with credit=once: a shared segment gets the mean A_i below it ---
 def run_config_with(credit="every_row", **adv):
     """As `run_config`, with `tree.rollout.credit` set too."""
     cfg = OmegaConf.create({"algorithm": {"adv_estimator": "x", "gamma": 1.0},

@@ -49,7 +49,7 @@ def test_bootstrap_interval():
     assert bootstrap_ci(np.ones(10), 100, 0) == (1.0, 1.0)
 
 
-# ---- issue 9: every input checked before any sampling; no empty benchmark in the table ----------
+# ---- every input checked before any sampling; no empty benchmark in the table -----------------
 def no_sampling(*args, **kwargs):
     raise AssertionError("sampled before every input was checked")
 

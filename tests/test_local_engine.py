@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from treerpo.engines.local import LocalEngine
-from treerpo.sampling.options import RolloutOptions
+from treerpo.tree.options import RolloutOptions
 from treerpo.sampling.rows import leaf_rows
 from treerpo.sampling.sampler import sample_tree
 from treerpo.sampling.segments import SegmentSource

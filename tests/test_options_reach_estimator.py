@@ -9,7 +9,7 @@ from omegaconf import OmegaConf
 from verl.trainer.ppo.v1.utils import compute_advantage_for_multi_trajectories
 
 from tests.test_estimators import DEV, as_dataproto, expected_tokens, hand_batch
-from treerpo.sampling.options import AdvantageOptions
+from treerpo.tree.options import AdvantageOptions
 from verl_ext.tree_config import advantage_options as options_from_config
 
 
@@ -49,10 +49,10 @@ def test_typo_in_override_fails():
 
 
 def test_entry_point_yaml_defaults_equal_the_documented_defaults():
-    """verl_ext/config/tree_ppo_trainer.yaml repeats the tree defaults of treerpo/sampling/options.py."""
+    """verl_ext/config/tree_ppo_trainer.yaml repeats the tree defaults of treerpo/tree/options.py."""
     from pathlib import Path
 
-    from treerpo.sampling.options import RolloutOptions
+    from treerpo.tree.options import RolloutOptions
 
     yaml = OmegaConf.load(Path(__file__).parents[1] / "verl_ext" / "config" / "tree_ppo_trainer.yaml")
     assert RolloutOptions.from_mapping(OmegaConf.to_container(yaml.tree.rollout)) == RolloutOptions()
@@ -61,7 +61,7 @@ def test_entry_point_yaml_defaults_equal_the_documented_defaults():
 
 def test_rollout_overrides_reach_the_sampler_options():
     """`tree.rollout.*` overrides (here the TreeRPO growth form) reach the options the agent loop reads."""
-    from treerpo.sampling.options import RolloutOptions
+    from treerpo.tree.options import RolloutOptions
     from verl_ext.tree_config import rollout_options
 
     cfg = verl_config("+tree.rollout.expansion=level", "+tree.rollout.branching=2")

@@ -19,7 +19,7 @@ from verl.workers.utils.losses import ppo_loss
 from verl.workers.utils.padding import no_padding_2_padding
 
 from treerpo.tiny.model import build_model
-from treerpo.tiny.tree_batch import grow_tree, verl_rows
+from treerpo.training.tree_batch import grow_tree, verl_rows
 from verl_ext import packed_engine
 
 VOCAB = 259

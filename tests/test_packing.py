@@ -8,10 +8,10 @@ from omegaconf import OmegaConf
 from verl.trainer.ppo.core_algos import agg_loss, get_policy_loss_fn, kl_penalty
 from verl.utils.torch_functional import entropy_from_logits, logprobs_from_logits
 
-from treerpo import packing, tree_attention
-from treerpo.sampling.tree import Tree
+from treerpo.training import packing, tree_attention
+from treerpo.tree.tree import Tree
 from treerpo.tiny.model import build_model
-from treerpo.tiny.tree_batch import grow_tree, verl_rows
+from treerpo.training.tree_batch import grow_tree, verl_rows
 
 VOCAB = 259
 

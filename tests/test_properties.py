@@ -10,9 +10,9 @@ from hypothesis import strategies as st
 from verl.trainer.ppo.core_algos import get_adv_estimator_fn
 
 from tests.helpers import random_tree, rows_from_trees
-from treerpo.advantages import node_table
+from treerpo.tree import node_table
 from treerpo.advantages.step import step_level_advantages
-from treerpo.sampling.options import AdvantageOptions
+from treerpo.tree.options import AdvantageOptions
 
 treerpo_fn = get_adv_estimator_fn("treerpo")
 treepo_fn = get_adv_estimator_fn("treepo")
@@ -132,7 +132,7 @@ def test_treepo_root_group_sums_to_zero_on_one_level(params):
 @given(batches, st.sampled_from([0.0, 0.1]), st.sampled_from(["recursive_mean", "leaf_mean"]))
 def test_treerpo_batch_std_is_over_kept_groups_only(params, tau, rule):
     """norm=batch: a single child is pruned (A = 0) whatever tau, and the kept nodes' advantages
-    have unbiased std 1: the batch std is taken over them alone (issue 9, item 5a)."""
+    have unbiased std 1: the batch std is taken over them alone."""
     _, _, uids, rewards, mask = make(params)
     table = node_table.build(uids, mask)
     opts = AdvantageOptions(norm="batch", tau=tau, value_rule=rule)
@@ -166,7 +166,7 @@ def rows_crediting(trees, rng):
 @given(batches, st.integers(0, 2**31))
 def test_treepo_once_value_does_not_depend_on_which_row_trains_a_segment(params, seed2):
     """credit=once: a shared segment gets the same advantage whichever leaf row holds its trained
-    copy (issue 9, item 5b); the trained tokens are whitened (mean 0, std 1)."""
+    copy; the trained tokens are whitened (mean 0, std 1)."""
     _, trees, _, _, _ = make(params)
     config = {"tree": {"advantage": {}, "rollout": {"credit": "once"}}}
     per_node = []

@@ -70,11 +70,12 @@ def test_verbose_flag_and_env():
 # `treerpo train` up to the point where its progress bar starts: verl's launch replaced by a marker
 TRAIN_UNTIL_LAUNCH = """
 import sys
-from verl_ext import cli, tiny_run
-def launch(*a, **k):
+from treerpo import cli
+from treerpo.tiny import launch
+def stop(*a, **k):
     print("PROGRESS STARTS HERE", flush=True)
     raise SystemExit(0)
-tiny_run._run_verl = launch
+launch._run_verl = stop
 cli.main(["train", "--out", sys.argv[1]])
 """
 
@@ -91,9 +92,9 @@ def test_train_prints_no_third_party_warning_before_its_progress(tmp_path):
 def test_help_lists_every_subcommand_on_one_line_and_documents_every_option():
     import argparse
 
-    from verl_ext.cli import build_parser
+    from treerpo.cli import build_parser
 
-    out = python("from verl_ext.cli import main; main(['--help'])").stdout
+    out = python("from treerpo.cli import main; main(['--help'])").stdout
     listing = [line for line in out.split("positional arguments:")[1].split("options:")[0].splitlines()[2:]
                if line.strip()]
     assert [line.split()[0] for line in listing] == ["train", "warmup", "view"]  # one line each

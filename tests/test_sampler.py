@@ -10,11 +10,11 @@ from hypothesis import strategies as st
 
 from tests.fake_engine import ScriptedEngine
 from treerpo.sampling.divergence import split_budget
-from treerpo.sampling.options import RolloutOptions
+from treerpo.tree.options import RolloutOptions
 from treerpo.sampling.rows import leaf_rows
 from treerpo.sampling.sampler import sample_tree
 from treerpo.sampling.segments import SegmentSource, is_repetitive
-from treerpo.sampling.tree import StopReason
+from treerpo.tree.tree import StopReason
 
 PROMPT = [1, 1, 1]
 EOS = 2
@@ -221,7 +221,7 @@ def test_tree_metrics_from_trees_and_rows():
     import torch
 
     from tests.helpers import rows_from_trees
-    from treerpo.tools.tree_metrics import tree_stats
+    from verl_ext.tree_metrics import tree_stats
     from verl_ext.trainer import tree_metrics
 
     tree, _ = run(call_tokens, RolloutOptions(method="treerpo", branching=2, depth=2, step_tokens=3))

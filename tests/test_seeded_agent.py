@@ -51,6 +51,7 @@ def test_seeded_agent_refuses_repeats_it_cannot_tell_apart(monkeypatch):
 
 
 def test_tiny_run_names_this_agent():
-    from verl_ext import seeded_agent, tiny_run
+    from treerpo.tiny import recipe
+    from verl_ext import seeded_agent
 
-    assert tiny_run.SEEDED_AGENT == seeded_agent.NAME
+    assert recipe.SEEDED_AGENT == seeded_agent.NAME

@@ -8,7 +8,7 @@ import random
 import pytest
 
 from tests.fake_engine import FakeOutput
-from treerpo.sampling.options import RolloutOptions
+from treerpo.tree.options import RolloutOptions
 from treerpo.sampling.sampler import sample_tree, segment_seed
 from treerpo.sampling.segments import SegmentSource
 

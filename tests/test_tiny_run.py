@@ -13,7 +13,7 @@ from verl.utils.dataset.rl_dataset import RLHFDataset
 from treerpo.tiny.model import build_tokenizer
 from treerpo.tiny.task import problems
 from treerpo.tiny.warmup import WarmupConfig, greedy_accuracy, held_out_problems, warm_up
-from verl_ext import report, tiny_run
+from treerpo.tiny import base, data, launch, metrics, recipe, report, summary
 
 SMALL = WarmupConfig(hidden=64, layers=1, heads=2, kv_heads=1, intermediate=64, batch=8, max_steps=3, eval_every=2,
                      eval_problems=8, target_acc=1.1)
@@ -40,13 +40,13 @@ def test_shipped_warm_up_is_the_default_runs_start_and_loads():
 
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    run = tiny_run.TinyRun()
-    path = tiny_run.SHIPPED_BASES / "base-seed0"
+    run = recipe.TinyRun()
+    path = base.SHIPPED_BASES / "base-seed0"
     info = json.loads((path / "warmup.json").read_text())
     assert info["config"] == asdict(run.warmup_config())
-    assert tiny_run.shipped_base(run) == path
-    assert tiny_run.shipped_base(tiny_run.TinyRun(seed=1)) is None  # not shipped: warmed up
-    assert tiny_run.shipped_base(tiny_run.TinyRun(val_problems=1024)) is None  # another held-out set
+    assert base.shipped_base(run) == path
+    assert base.shipped_base(recipe.TinyRun(seed=1)) is None  # not shipped: warmed up
+    assert base.shipped_base(recipe.TinyRun(val_problems=1024)) is None  # another held-out set
     cfg = run.warmup_config()
     model = AutoModelForCausalLM.from_pretrained(path).eval()
     acc = greedy_accuracy(model, AutoTokenizer.from_pretrained(path), held_out_problems(cfg)[: cfg.eval_problems],
@@ -59,15 +59,15 @@ def test_base_model_copies_the_shipped_warm_up(tmp_path, monkeypatch):
     from treerpo.tiny import warmup
 
     monkeypatch.setattr(warmup, "warm_up", lambda *a, **k: pytest.fail("warmed up although a shipped base fits"))
-    run = tiny_run.TinyRun(out=str(tmp_path / "treerpo-seed0"))
+    run = recipe.TinyRun(out=str(tmp_path / "treerpo-seed0"))
     (run.base_dir).mkdir(parents=True)
     (run.base_dir / "stale.txt").write_text("left by an older warm-up without warmup.json")
-    path = tiny_run.base_model(run, log=lambda *_: None)
+    path = base.base_model(run, log=lambda *_: None)
     assert path == run.base_dir and not (path / "stale.txt").exists()
-    shipped = tiny_run.SHIPPED_BASES / "base-seed0"
+    shipped = base.SHIPPED_BASES / "base-seed0"
     for f in shipped.iterdir():
         assert (path / f.name).read_bytes() == f.read_bytes()
-    assert tiny_run.base_model(run, log=lambda *_: None) == path  # now kept where it is
+    assert base.base_model(run, log=lambda *_: None) == path  # now kept where it is
 
 
 def test_warm_up_undoes_an_interval_that_overshoots_max_acc(tmp_path, monkeypatch):
@@ -111,7 +111,7 @@ def test_warm_up_never_trains_on_the_validation_set(tmp_path, monkeypatch):
 
     from treerpo.tiny import warmup
 
-    run = tiny_run.TinyRun(out=str(tmp_path / "run"), steps=1, prompts_per_step=4, val_problems=300)
+    run = recipe.TinyRun(out=str(tmp_path / "run"), steps=1, prompts_per_step=4, val_problems=300)
     cfg = dataclasses.replace(SMALL, held_out=run.val_problems, batch=64, max_steps=40, eval_every=40)
     seen, real = [], warmup.problems
 
@@ -123,15 +123,15 @@ def test_warm_up_never_trains_on_the_validation_set(tmp_path, monkeypatch):
 
     monkeypatch.setattr(warmup, "problems", spy)
     warm_up(cfg, out=tmp_path / "base", progress=False)
-    tiny_run.write_data(dataclasses.replace(run, out=str(tmp_path / "run")), tmp_path / "data")
+    data.write_data(dataclasses.replace(run, out=str(tmp_path / "run")), tmp_path / "data")
     val = set(pd.read_parquet(tmp_path / "data" / "val.parquet")["prompt"].map(lambda m: m[0]["content"]))
     assert len(val) == 300 and len(seen) == 40 * 64  # distinct held-out problems
     assert not val & set(seen), "the warm-up trained on validation problems"
 
 
 def test_data_is_verl_parquet_with_flat_validation(tmp_path):
-    run = tiny_run.TinyRun(out=str(tmp_path / "run"), steps=3, prompts_per_step=4)
-    tiny_run.write_data(run, tmp_path / "data")
+    run = recipe.TinyRun(out=str(tmp_path / "run"), steps=3, prompts_per_step=4)
+    data.write_data(run, tmp_path / "data")
     train = pd.read_parquet(tmp_path / "data" / "train.parquet")
     val = pd.read_parquet(tmp_path / "data" / "val.parquet")
     assert len(train) == 12 and len(val) == run.val_problems == 512
@@ -146,29 +146,29 @@ def test_data_is_verl_parquet_with_flat_validation(tmp_path):
 def test_task_steps_reach_the_data_and_the_warm_up(tmp_path, monkeypatch):
     from treerpo.tiny import warmup
 
-    run = tiny_run.TinyRun(out=str(tmp_path / "run"), steps=2, prompts_per_step=4, task_steps=3)
+    run = recipe.TinyRun(out=str(tmp_path / "run"), steps=2, prompts_per_step=4, task_steps=3)
     assert run.warmup_config().task_steps == 3
-    tiny_run.write_data(run, tmp_path / "data")
+    data.write_data(run, tmp_path / "data")
     for split in ("train", "val"):
         prompts = pd.read_parquet(tmp_path / "data" / f"{split}.parquet")["prompt"].map(lambda m: m[0]["content"])
         assert all(len(p.split()) == 4 for p in prompts), split  # a start number and three operations
     # a base warmed up on another task is not reused, and the shipped (two-step) one does not fit
     monkeypatch.setattr(warmup, "warm_up", lambda *a, **k: (_ for _ in ()).throw(RuntimeError("warm-up called")))
-    two_step = tiny_run.TinyRun(out=str(tmp_path / "run"))
-    tiny_run.base_model(two_step, log=lambda *_: None)  # the shipped two-step base, copied
-    assert tiny_run.shipped_base(run) is None
+    two_step = recipe.TinyRun(out=str(tmp_path / "run"))
+    base.base_model(two_step, log=lambda *_: None)  # the shipped two-step base, copied
+    assert base.shipped_base(run) is None
     with pytest.raises(RuntimeError, match="warm-up called"):
-        tiny_run.base_model(run, log=lambda *_: None)
+        base.base_model(run, log=lambda *_: None)
 
 
 def test_overrides_name_the_estimator_and_the_preset():
     for est in ("grpo", "treerpo", "treepo"):
-        ov = tiny_run.TinyRun(estimator=est).overrides("M", "D")
+        ov = recipe.TinyRun(estimator=est).overrides("M", "D")
         assert ov[0] == "+preset=cpu" and f"algorithm.adv_estimator={est}" in ov
-    tree = tiny_run.TinyRun(estimator="treerpo", depth=3, step_tokens=12)
+    tree = recipe.TinyRun(estimator="treerpo", depth=3, step_tokens=12)
     assert tree.response_length == 36
     with pytest.raises(ValueError, match="unknown estimator"):
-        tiny_run.TinyRun(estimator="ppo")
+        recipe.TinyRun(estimator="ppo")
 
 
 def write_run(root, est, seed, curve, steps=3):
@@ -181,22 +181,22 @@ def write_run(root, est, seed, curve, steps=3):
             f.write(json.dumps({"step": step, "data": data}) + "\n")
             if step in curve:
                 f.write(json.dumps({"step": step, "data": {key: curve[step]}}) + "\n")  # merged with the line above
-    rows = tiny_run.read_metrics(d / "metrics.jsonl")
-    run = tiny_run.TinyRun(estimator=est, seed=seed, out=str(d))
-    summary = tiny_run.summarize(run, rows, 12.0)
-    (d / "summary.json").write_text(json.dumps(summary))
-    return summary
+    rows = metrics.read_metrics(d / "metrics.jsonl")
+    run = recipe.TinyRun(estimator=est, seed=seed, out=str(d))
+    result = summary.summarize(run, rows, 12.0)
+    (d / "summary.json").write_text(json.dumps(result))
+    return result
 
 
 def test_metrics_summary_plot_and_report(tmp_path):
     s = write_run(tmp_path, "treerpo", 0, {0: 0.2, 3: 0.3})
     assert s["val_metric"] == "val-core/arith/acc/mean@4" and s["steps"] == 3
     assert (s["val_acc_start"], s["val_acc_final"]) == (0.2, 0.3)
-    assert "+10.0 points" in tiny_run.report(s)
+    assert "+10.0 points" in summary.report(s)
     write_run(tmp_path, "treerpo", 1, {0: 0.2, 3: 0.1})
     write_run(tmp_path, "grpo", 0, {0: 0.25, 3: 0.35})
-    rows = tiny_run.read_metrics(tmp_path / "treerpo-seed0" / "metrics.jsonl")
-    tiny_run.plot(rows, tmp_path / "curve.png", "t")
+    rows = metrics.read_metrics(tmp_path / "treerpo-seed0" / "metrics.jsonl")
+    summary.plot(rows, tmp_path / "curve.png", "t")
     assert (tmp_path / "curve.png").stat().st_size > 0
     assert report.main([str(tmp_path)]) == 0
     res = json.loads((tmp_path / "results.json").read_text())
@@ -206,10 +206,10 @@ def test_metrics_summary_plot_and_report(tmp_path):
 
 
 def test_cli_tree_shape_flags_reach_the_run(monkeypatch, capsys):
-    from verl_ext import cli
+    from treerpo import cli
 
     seen = []
-    monkeypatch.setattr(tiny_run, "check", lambda run: seen.append(run) or 0)
+    monkeypatch.setattr(launch, "check", lambda run: seen.append(run) or 0)
     assert cli.main(["train", "--check-only", "--branching", "3", "--depth", "3", "--step-tokens", "9"]) == 0
     run = seen[-1]
     assert (run.branching, run.depth, run.step_tokens, run.response_length) == (3, 3, 9, 27)
@@ -236,11 +236,11 @@ def test_sigterm_to_train_stops_verl(tmp_path):
     script = textwrap.dedent(f"""
         import sys
         from pathlib import Path
-        from verl_ext import tiny_run
-        run = tiny_run.TinyRun(out={str(tmp_path / 'run')!r}, steps=1)
+        from treerpo.tiny import launch, recipe
+        run = recipe.TinyRun(out={str(tmp_path / 'run')!r}, steps=1)
         Path({str(tmp_path)!r}, "run").mkdir()
         cmd = [sys.executable, "-c", "import os, time; open({str(child_pid)!r}, 'w').write(str(os.getpid())); time.sleep(120)"]
-        tiny_run._run_verl(cmd, run, Path({str(tmp_path)!r}, "run", "train.log"), Path({str(tmp_path)!r}, "m.jsonl"),
+        launch._run_verl(cmd, run, Path({str(tmp_path)!r}, "run", "train.log"), Path({str(tmp_path)!r}, "m.jsonl"),
                            False, print)
     """)
     parent = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE)

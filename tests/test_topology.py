@@ -1,6 +1,6 @@
 import pytest
 
-from treerpo.advantages import topology
+from treerpo.tree import topology
 
 
 def test_roundtrip():

@@ -5,8 +5,9 @@ import json
 import pytest
 
 from tests.helpers import build_tree
-from treerpo.sampling.options import AdvantageOptions
-from treerpo.tools.tree_dump import append_jsonl, tree_record
+from treerpo.tree.options import AdvantageOptions
+from treerpo.advantages.per_tree import tree_record
+from treerpo.tree.record import append_jsonl
 
 
 @pytest.mark.parametrize("method", ["treerpo", "treepo"])

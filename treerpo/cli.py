@@ -6,7 +6,7 @@
 
 
 `train` runs verl 0.9.1's own trainer on this machine's CPU on the embedded default (a tiny
-Qwen2 on the bundled arithmetic task; verl_ext/tiny_run.py). Extra arguments are Hydra
+Qwen2 on the bundled arithmetic task; treerpo/tiny/). Extra arguments are Hydra
 overrides for verl's config, passed last (e.g. `tree.advantage.norm=group`,
 `actor_rollout_ref.actor.optim.lr=5e-5`).
 
@@ -25,7 +25,7 @@ import json
 import sys
 
 from treerpo import quiet
-from verl_ext import tiny_run
+from treerpo.tiny import launch, recipe, summary
 
 
 def _step_tokens(text: str):
@@ -44,9 +44,9 @@ def build_parser() -> argparse.ArgumentParser:
                     help="show third-party warnings too (also TREERPO_VERBOSE=1; treerpo/quiet.py)")
     sub = ap.add_subparsers(dest="cmd", required=True, metavar="{train,warmup,view}")
     tr = sub.add_parser("train", help="RL with verl's trainer on CPU, tiny model",
-                        description=tiny_run.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    defaults = tiny_run.TinyRun()
-    tr.add_argument("--estimator", choices=sorted(tiny_run.METHOD), default=defaults.estimator,
+                        description=launch.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    defaults = recipe.TinyRun()
+    tr.add_argument("--estimator", choices=sorted(recipe.METHOD), default=defaults.estimator,
                     help="verl's `grpo` (flat sampling) or a tree method (default: %(default)s)")
     tr.add_argument("--seed", type=int, default=defaults.seed,
                     help="seed of the warm-up, the data and verl's run (default: %(default)s)")
@@ -93,23 +93,23 @@ def main(argv=None) -> int:
     if args.cmd == "warmup":
         from treerpo.tiny.warmup import warm_up
 
-        _, _, acc = warm_up(tiny_run.TinyRun(seed=args.seed, task_steps=args.task_steps).warmup_config(), out=args.out)
+        _, _, acc = warm_up(recipe.TinyRun(seed=args.seed, task_steps=args.task_steps).warmup_config(), out=args.out)
         print(f"warm-up: {args.out} ({acc:.1%} greedy held-out accuracy)")
         return 0
-    run = tiny_run.TinyRun(estimator=args.estimator, seed=args.seed, steps=args.steps, out=args.out,
+    run = recipe.TinyRun(estimator=args.estimator, seed=args.seed, steps=args.steps, out=args.out,
                            prompts_per_step=args.prompts_per_step, test_freq=args.test_freq,
                            task_steps=args.task_steps, branching=args.branching, depth=args.depth,
                            step_tokens=args.step_tokens,
                            extra=list(args.overrides))
     if args.check_only:
-        return tiny_run.check(run)
+        return launch.check(run)
     try:
-        summary = tiny_run.train(run, verbose=args.verbose, resume=args.resume)
+        result = launch.train(run, verbose=args.verbose, resume=args.resume)
     except RuntimeError as e:
         print(f"treerpo train: {e}", file=sys.stderr)
         return 1
-    print(json.dumps({k: v for k, v in summary.items() if k != "val_curve"}, indent=2))
-    print(tiny_run.report(summary))
+    print(json.dumps({k: v for k, v in result.items() if k != "val_curve"}, indent=2))
+    print(summary.report(result))
     print(f"metrics: {run.out}/metrics.jsonl  curve: {run.out}/learning_curve.png  "
           f"checkpoints: {run.out}/checkpoints/  log: {run.out}/train.log")
     return 0

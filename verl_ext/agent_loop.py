@@ -21,7 +21,7 @@ from verl.experimental.agent_loop.agent_loop import AgentLoopBase, AgentLoopMetr
 from treerpo.sampling.rows import leaf_rows
 from treerpo.sampling.sampler import sample_tree
 from treerpo.sampling.segments import SegmentSource
-from treerpo.tools.tree_metrics import tree_stats
+from verl_ext.tree_metrics import tree_stats
 from verl_ext.tree_config import rollout_options
 
 logger = logging.getLogger(__name__)

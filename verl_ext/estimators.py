@@ -1,8 +1,8 @@
 """`treerpo` and `treepo`, registered in verl's advantage-estimator registry.
 
 verl calls `fn(token_level_rewards, response_mask, index=uids, config=config.algorithm)`. The
-uids carry each leaf's tree topology (`treerpo.advantages.topology`); the options come from the
-run config's `tree.advantage` group (`treerpo.sampling.options.AdvantageOptions`), which we reach
+uids carry each leaf's tree topology (`treerpo.tree.topology`); the options come from the
+run config's `tree.advantage` group (`treerpo.tree.options.AdvantageOptions`), which we reach
 from the `algorithm` node verl passes: in verl's trainers it is a node of the full OmegaConf
 config.
 `treepo` also reads `tree.rollout.credit`, which decides the value of a shared segment.
@@ -19,7 +19,7 @@ import torch
 from verl.trainer.ppo.core_algos import register_adv_est
 from verl.utils.torch_functional import masked_whiten
 
-from treerpo.advantages import node_table
+from treerpo.tree import node_table
 from treerpo.advantages.segment import treepo_node_advantages, treepo_row_advantages
 from treerpo.advantages.step import treerpo_token_advantages
 from verl_ext.tree_config import advantage_options, rollout_options

@@ -29,8 +29,8 @@ from contextlib import nullcontext
 
 import torch
 
-from treerpo import packing, tree_attention
-from treerpo.advantages import topology
+from treerpo.training import packing, tree_attention
+from treerpo.tree import topology
 
 PACKED_RATIO = "tree_pack/packed_over_unpacked_tokens"  # per micro-batch, packed / unpacked actor tokens
 PACKED_ROWS = "tree_pack/rows_per_micro_batch"
@@ -38,7 +38,7 @@ PACKED_ROWS = "tree_pack/rows_per_micro_batch"
 
 def rows_from_nested(prompts: torch.Tensor, responses: torch.Tensor):
     """verl's nested (jagged) prompts and responses -> the padded (B, P + R) layout of
-    `treerpo.packing` (prompt left-padded, response right-padded), positions 0..len-1 per row."""
+    `treerpo.training.packing` (prompt left-padded, response right-padded), positions 0..len-1 per row."""
     p_lens, r_lens = prompts.offsets().diff(), responses.offsets().diff()
     b, p, r = len(p_lens), int(p_lens.max()), int(r_lens.max())
     input_ids = torch.zeros(b, p + r, dtype=prompts.dtype, device=prompts.device)

@@ -1,7 +1,7 @@
 """`trainer.v1.trainer_mode=tree_sync`: verl's synchronous v1 trainer plus per-step tree metrics.
 
 Everything verl's `sync` trainer does is unchanged; after its metrics, this adds `tree/*`
-(treerpo.tools.tree_metrics): shape, stop reasons, generated vs flat-equivalent tokens, prefix-cache
+(verl_ext.tree_metrics): shape, stop reasons, generated vs flat-equivalent tokens, prefix-cache
 hits, and the fraction of step-level groups whose values all agree (no learning signal).
 """
 
@@ -15,8 +15,8 @@ from omegaconf import open_dict
 from verl.trainer.ppo.v1.trainer_base import register_trainer
 from verl.trainer.ppo.v1.trainer_sync import PPOTrainerSync
 
-from treerpo.advantages import node_table, topology
-from treerpo.tools.tree_metrics import aggregate, zero_variance_group_fraction
+from treerpo.tree import node_table, topology
+from verl_ext.tree_metrics import aggregate, zero_variance_group_fraction
 from verl_ext.tree_config import advantage_options
 
 

@@ -1,4 +1,4 @@
-"""Reading the `tree:` group of a verl run config (options defined in treerpo/sampling/options.py)."""
+"""Reading the `tree:` group of a verl run config (options defined in treerpo/tree/options.py)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from treerpo.sampling.options import AdvantageOptions, RolloutOptions
+from treerpo.tree.options import AdvantageOptions, RolloutOptions
 
 
 def _root(config: Any):

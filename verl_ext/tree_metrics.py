@@ -1,12 +1,15 @@
-"""Per-step tree metrics: shape, stop reasons, token economy, prefix-cache use, dead groups.
+"""Per-step tree metrics of the `tree_sync` trainer mode: shape, stop reasons, token economy,
+prefix-cache use, groups without signal.
 
-`tree_stats(tree)` summarises one tree (computed where the tree is sampled and carried with its
-rows); `aggregate(stats)` turns a step's trees into verl metrics under `tree/`.
+`tree_stats(tree)` summarises one tree (the agent loop computes it where the tree is sampled and
+carries it with the tree's rows); `aggregate(stats)` turns a step's trees into verl metrics under
+`tree/` (verl_ext/trainer.py); `zero_variance_group_fraction` reads the batch's node table with
+the TreeRPO estimator's own group function.
 
     tree/generated_tokens       tokens the engine decoded for the trees
     tree/flat_tokens            tokens a flat rollout of the same leaves at the same lengths
                                 would decode (sum of the leaves' response lengths)
-    tree/flat_over_tree_tokens  their ratio (ALGORITHMS.md section 3: 1536/584 = 2.63 for a full
+    tree/flat_over_tree_tokens  their ratio (docs/ALGORITHMS.md section 3: 1536/584 = 2.63 for a full
                                 N=8, D=3 tree)
     tree/cached_prompt_frac     prompt tokens the engine reported as prefix-cache hits
                                 (vLLM's num_cached_tokens) over all prompt tokens sent
@@ -19,8 +22,9 @@ from typing import Iterable
 
 import torch
 
-from treerpo.advantages.node_table import NodeTable
-from treerpo.sampling.tree import StopReason, Tree
+from treerpo.advantages.step import step_level_groups
+from treerpo.tree.node_table import NodeTable
+from treerpo.tree.tree import StopReason, Tree
 
 
 def tree_stats(tree: Tree) -> dict:
@@ -66,13 +70,7 @@ def aggregate(stats: Iterable[dict]) -> dict[str, float]:
 
 def zero_variance_group_fraction(table: NodeTable, leaf_rewards: torch.Tensor, value_rule: str) -> float:
     """Fraction of step-level groups (siblings of one parent, >= 2 of them) whose values all agree."""
-    v = table.values(leaf_rewards, value_rule)
-    child = (table.parent >= 0).nonzero(as_tuple=True)[0]
-    par = table.parent[child]
-    n = table.num_nodes
-    lo = torch.full((n,), float("inf"), dtype=torch.float64).scatter_reduce(0, par, v[child], "amin")
-    hi = torch.full((n,), float("-inf"), dtype=torch.float64).scatter_reduce(0, par, v[child], "amax")
-    groups = table.num_children >= 2
-    if not groups.any():
+    groups = step_level_groups(table, table.values(leaf_rewards, value_rule), tau=0.0)
+    if not groups.real.any():
         return 0.0
-    return float(((hi - lo).abs() <= 1e-12)[groups].double().mean())
+    return float(groups.zero_variance[groups.real].double().mean())

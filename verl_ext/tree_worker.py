@@ -6,7 +6,7 @@ uid. For tree leaves that is wrong on both counts, so for outputs of the `tree_a
 worker:
   * scores every leaf on its own with verl's configured reward function (`_compute_score` on a
     one-output list, as verl does for a flat sample), concurrently;
-  * writes each row's uid as the leaf's topology (`treerpo.advantages.topology`), which the
+  * writes each row's uid as the leaf's topology (`treerpo.tree.topology`), which the
     `treerpo` and `treepo` estimators read; TransferQueue keys stay
     `{prompt uid}_{session}_{leaf index}`, so verl's replay buffer groups a tree's rows under its
     prompt as usual;
@@ -27,7 +27,8 @@ import transfer_queue as tq
 from verl.trainer.ppo.v1.agent_loop_tq import AgentLoopManagerTQ, AgentLoopWorkerTQ
 from verl.utils.tensordict_utils import list_of_dict_to_tensordict
 
-from treerpo.tools.tree_dump import append_jsonl, tree_record
+from treerpo.advantages.per_tree import tree_record
+from treerpo.tree.record import append_jsonl
 from verl_ext.agent_loop import TREE_KEY, TREE_OBJECT_KEY
 from verl_ext.tree_config import advantage_options, rollout_options
 

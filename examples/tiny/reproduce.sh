@@ -19,11 +19,11 @@ for seed in $SEEDS; do
   for est in $ESTIMATORS; do
     args=(train --estimator "$est" --seed "$seed" --steps "$STEPS" --out "$OUT/$est-seed$seed")
     if [ "${CHECK_ONLY:-0}" = "1" ]; then
-      "$PY" -m verl_ext.cli "${args[@]}" --check-only
+      "$PY" -m treerpo.cli "${args[@]}" --check-only
       continue
     fi
     echo "seed $seed: $est"
-    "$PY" -m verl_ext.cli "${args[@]}" | tail -2
+    "$PY" -m treerpo.cli "${args[@]}" | tail -2
   done
 done
-[ "${CHECK_ONLY:-0}" = "1" ] || "$PY" -m verl_ext.report "$OUT"
+[ "${CHECK_ONLY:-0}" = "1" ] || "$PY" -m treerpo.tiny.report "$OUT"

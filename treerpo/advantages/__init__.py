@@ -1,7 +1,9 @@
 """Advantages: from the leaf rewards of a batch of trees to per-token advantages.
 
-    step.py        TreeRPO's step-level group-relative advantages
-    segment.py     TreePO's segment-level advantages (root group and ancestor subgroups)
-    node_table.py  the batch's trees rebuilt from the rows' uids as flat tensors, with node values
-    topology.py    the uid format that carries a leaf's place in its tree with its training row
+    step.py      TreeRPO's step-level group-relative advantages, and the step-level groups
+    segment.py   TreePO's segment-level advantages (root group and ancestor subgroups)
+    per_tree.py  one tree's own advantages, before anything batch-wide (the dump, the viewer)
+
+Pure functions of a `treerpo.tree.node_table.NodeTable`; never imports treerpo.sampling.
+`verl_ext/estimators.py` registers them in verl as `treerpo` and `treepo`.
 """

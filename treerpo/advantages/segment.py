@@ -1,4 +1,4 @@
-"""TreePO: tree-based segment-level advantages (arXiv 2508.17445; ALGORITHMS.md section 2).
+"""TreePO: tree-based segment-level advantages (arXiv 2508.17445; docs/ALGORITHMS.md section 2).
 
 For leaf i with reward R_i, its groups are the root group (all leaves of its prompt) and every
 ancestor node whose subtree holds at least 2 leaves (each node counts, so a chain of single-child
@@ -30,17 +30,38 @@ from __future__ import annotations
 
 import torch
 
-from treerpo.advantages.node_table import NodeTable
-from treerpo.sampling.options import AdvantageOptions
+from dataclasses import dataclass
+
+from treerpo.tree.node_table import NodeTable
+from treerpo.tree.options import AdvantageOptions
+
+
+@dataclass
+class SegmentGroups:
+    """TreePO's groups G_j of a table, one entry per node: the leaves below it. All (N,) tensors."""
+
+    size: torch.Tensor  # |G_j|: leaves below the node, float64
+    mean: torch.Tensor  # mean R over them
+    zero_variance: torch.Tensor  # bool: their rewards all agree
+    is_group: torch.Tensor  # bool: a root, or a node above the leaves with >= 2 leaves below
+
+
+def segment_groups(table: NodeTable, leaf_rewards: torch.Tensor) -> SegmentGroups:
+    """Every node's group: size, mean reward, whether the rewards agree, whether it counts."""
+    count, total, total_sq = table.leaf_stats(leaf_rewards)
+    mean = total / count.clamp(min=1)
+    var = total_sq / count.clamp(min=1) - mean * mean  # population variance: only "zero or not" matters
+    zero_var = var <= 1e-12 * (1 + mean.abs())
+    is_group = (table.parent < 0) | ((table.num_children > 0) & (count >= 2))
+    return SegmentGroups(size=count, mean=mean, zero_variance=zero_var, is_group=is_group)
 
 
 def treepo_row_advantages(table: NodeTable, leaf_rewards: torch.Tensor, opts: AdvantageOptions) -> torch.Tensor:
     """A_i for every row (0 for padding rows), float64, before batch whitening."""
     if table.num_nodes == 0:  # no real rows
         return torch.zeros(leaf_rewards.shape[0], dtype=torch.float64)
-    count, total, total_sq = table.leaf_stats(leaf_rewards)
-    mean = total / count.clamp(min=1)
-    var = total_sq / count.clamp(min=1) - mean * mean
+    groups = segment_groups(table, leaf_rewards)
+    count, mean = groups.size, groups.mean
 
     # the row's groups: its root (column 0) and its path nodes above the leaf (columns 1..depth-1)
     b, d_max = table.row_nodes.shape
@@ -49,11 +70,10 @@ def treepo_row_advantages(table: NodeTable, leaf_rewards: torch.Tensor, opts: Ad
     above_leaf = level < table.row_depth[:, None]  # root ... parent of the leaf
     safe = cols.clamp(min=0)
     size = torch.where(above_leaf, count[safe], torch.zeros((), dtype=torch.float64))
-    member = above_leaf & (size >= 2)
-    member[:, 0] = table.real  # the root group always counts, whatever its size
-    if opts.drop_zero_variance_subgroups:  # population variance: only "zero or not" matters
-        zero_var = var[safe] <= 1e-12 * (1 + mean[safe].abs())
-        member[:, 1:] &= ~zero_var[:, 1:]
+    member = above_leaf & groups.is_group[safe]
+    member[:, 0] = table.real  # the root group always counts, whatever its size (not padding rows)
+    if opts.drop_zero_variance_subgroups:
+        member[:, 1:] &= ~groups.zero_variance[safe][:, 1:]
 
     r = leaf_rewards.to(torch.float64)[:, None]
     a = torch.where(member, r - mean[safe], torch.zeros((), dtype=torch.float64))

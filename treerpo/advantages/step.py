@@ -1,6 +1,6 @@
-"""TreeRPO: step-level group-relative advantages (arXiv 2506.05183; ALGORITHMS.md section 1).
+"""TreeRPO: step-level group-relative advantages (arXiv 2506.05183; docs/ALGORITHMS.md section 1).
 
-For every tree in the batch, with node values V (see `treerpo.sampling.tree`):
+For every tree in the batch, with node values V (`NodeTable.values`, treerpo/tree/node_table.py):
 
     step-level group   G(p) = children(p): the siblings that continue the same parent p
     A(c)  = V(c) - mean_{s in G(p)} V(s)
@@ -21,8 +21,46 @@ from __future__ import annotations
 
 import torch
 
-from treerpo.advantages.node_table import NodeTable
-from treerpo.sampling.options import AdvantageOptions
+from dataclasses import dataclass
+
+from treerpo.tree.node_table import NodeTable
+from treerpo.tree.options import AdvantageOptions
+
+ZERO_VARIANCE_ATOL = 1e-12  # sibling values within this of each other count as equal
+
+
+@dataclass
+class StepGroups:
+    """The step-level groups of a table, one entry per node p for the group G(p) = children(p)
+    (nodes without children: size 0). All (N,) tensors."""
+
+    size: torch.Tensor  # |G(p)|, float64
+    mean: torch.Tensor  # mean V over G(p)
+    std: torch.Tensor  # unbiased std of V over G(p) (0 when |G(p)| < 2)
+    kept: torch.Tensor  # bool: |G(p)| >= 2 and std >= tau
+    zero_variance: torch.Tensor  # bool: |G(p)| >= 2 and every V in G(p) equal
+
+    @property
+    def real(self) -> torch.Tensor:
+        """bool: groups that compare something (>= 2 siblings)."""
+        return self.size >= 2
+
+
+def step_level_groups(table: NodeTable, v: torch.Tensor, tau: float) -> StepGroups:
+    """Size, mean, std, kept and zero-variance of every step-level group, from node values `v`."""
+    n = table.num_nodes
+    child = (table.parent >= 0).nonzero(as_tuple=True)[0]
+    par = table.parent[child]
+    size = table.num_children.to(torch.float64)
+    mean = torch.zeros(n, dtype=torch.float64).index_add_(0, par, v[child]) / size.clamp(min=1)
+    dev = v[child] - mean[par]
+    sq = torch.zeros(n, dtype=torch.float64).index_add_(0, par, dev * dev)
+    std = torch.where(size > 1, (sq / (size - 1).clamp(min=1)).sqrt(), torch.zeros_like(sq))
+    lo = torch.full((n,), float("inf"), dtype=torch.float64).scatter_reduce(0, par, v[child], "amin")
+    hi = torch.full((n,), float("-inf"), dtype=torch.float64).scatter_reduce(0, par, v[child], "amax")
+    real = size >= 2
+    return StepGroups(size=size, mean=mean, std=std, kept=real & (std >= tau),
+                      zero_variance=real & ((hi - lo).abs() <= ZERO_VARIANCE_ATOL))
 
 
 def step_level_advantages(
@@ -37,18 +75,12 @@ def step_level_advantages(
     n = table.num_nodes
     child = (table.parent >= 0).nonzero(as_tuple=True)[0]
     par = table.parent[child]
-    size = table.num_children.to(torch.float64)
-
-    group_sum = torch.zeros(n, dtype=torch.float64).index_add_(0, par, v[child])
-    group_mean = group_sum / size.clamp(min=1)
-    dev = v[child] - group_mean[par]
-    sq = torch.zeros(n, dtype=torch.float64).index_add_(0, par, dev * dev)
-    group_std = torch.where(size > 1, (sq / (size - 1).clamp(min=1)).sqrt(), torch.zeros_like(sq))
-
-    keep = (size[par] >= 2) & (group_std[par] >= opts.tau)
+    groups = step_level_groups(table, v, opts.tau)
+    dev = v[child] - groups.mean[par]
+    keep = groups.kept[par]
     adv = dev
     if opts.norm == "group":
-        adv = dev / (group_std[par] + opts.epsilon)
+        adv = dev / (groups.std[par] + opts.epsilon)
     elif opts.norm == "batch":
         kept = dev[keep]
         if kept.numel() >= 2:

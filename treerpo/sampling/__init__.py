@@ -1,9 +1,9 @@
 """Sampling: growing reasoning trees from an engine and turning them into training rows.
 
-    tree.py        the sampled tree: nodes are segments of tokens, leaves are finished paths
-    options.py     the tree options (rollout and advantage), with their defaults and sources
     sampler.py     TreeRPO's N-ary tree and TreePO's budgeted segment tree, engine-agnostic
     segments.py    the engine seam: "continue these token ids for at most L tokens"
     divergence.py  TreePO's divergence policies: a step's path budget split over active paths
-    rows.py        one training row per leaf, its response the full path
+    rows.py        one training row per leaf, its response the full path, its uid the topology
+
+Built on treerpo.tree (the tree, its options, the topology); never imports treerpo.advantages.
 """

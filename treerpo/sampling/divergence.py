@@ -14,7 +14,7 @@ import math
 import random
 from typing import Optional, Sequence
 
-from treerpo.sampling.tree import Node
+from treerpo.tree.tree import Node
 
 
 def path_score(node: Node, how: str) -> float:

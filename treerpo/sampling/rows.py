@@ -11,13 +11,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Optional
 
-from treerpo.advantages import topology
-from treerpo.sampling.tree import Node, Tree
+from treerpo.tree import topology
+from treerpo.tree.tree import Node, Tree
 
 
 @dataclass
 class LeafRow:
-    uid: str  # the leaf's topology, `treerpo.advantages.topology` format
+    uid: str  # the leaf's topology, `treerpo.tree.topology` format
     leaf: Node
     response_ids: list[int]
     response_logprobs: Optional[list[float]]

@@ -45,9 +45,9 @@ import random
 from typing import Awaitable, Callable, Optional
 
 from treerpo.sampling.divergence import path_score, split_budget
-from treerpo.sampling.options import RolloutOptions
+from treerpo.tree.options import RolloutOptions
 from treerpo.sampling.segments import Segment, SegmentSource, classify
-from treerpo.sampling.tree import Node, StopReason, Tree
+from treerpo.tree.tree import Node, StopReason, Tree
 
 Detokenize = Optional[Callable[[list[int]], str]]
 

@@ -20,7 +20,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Optional
 
-from treerpo.sampling.tree import StopReason
+from treerpo.tree.tree import StopReason
 
 
 @dataclass

@@ -1,6 +1,6 @@
 """Summarise `treerpo train` runs (verl on CPU) into the miniature-reproduction table and plot.
 
-    python -m verl_ext.report runs/tiny     # reads <estimator>-seed<k>/summary.json + metrics.jsonl
+    python -m treerpo.tiny.report runs/tiny     # reads <estimator>-seed<k>/summary.json + metrics.jsonl
 
 Per estimator over seeds: held-out accuracy before RL (verl's validation at step 0) and after
 the last step, mean and std; the change; steps and seconds per run. Writes
@@ -16,7 +16,7 @@ import sys
 from collections import defaultdict
 from pathlib import Path
 
-from verl_ext.tiny_run import read_run_metrics, val_key
+from treerpo.tiny.metrics import read_run_metrics, val_key
 
 ORDER = ["grpo", "treerpo", "treepo"]
 

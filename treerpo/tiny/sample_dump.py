@@ -17,7 +17,7 @@ import asyncio
 from pathlib import Path
 from typing import Optional
 
-from treerpo.sampling.options import AdvantageOptions, RolloutOptions
+from treerpo.tree.options import AdvantageOptions, RolloutOptions
 
 SHIPPED_BASE = Path(__file__).resolve().parents[2] / "examples" / "tiny" / "base-seed0"
 
@@ -48,7 +48,8 @@ def sample_dump(out: str, method: str = "treerpo", prompts: int = 4, seed: int =
     from treerpo.sampling.sampler import sample_tree
     from treerpo.sampling.segments import SegmentSource
     from treerpo.tiny.task import problems
-    from treerpo.tools.tree_dump import append_jsonl, tree_record
+    from treerpo.advantages.per_tree import tree_record
+    from treerpo.tree.record import append_jsonl
 
     tok, model = load_policy(base)
     engine = LocalEngine(model, tok.eos_token_id, tok.pad_token_id, seed=seed)

@@ -51,7 +51,7 @@ class WarmupConfig:
     eval_problems: int = 128  # the warm-up checks its accuracy on the first this many held-out problems
     held_out: int = 128  # held-out problems: a seeded stream no training batch draws from (warm-up or RL)
     eval_seed: int = 10_000  # the held-out stream's seed
-    held_out_distinct: bool = True  # each held-out problem once (warm-ups before 2026-11-22 drew repeats)
+    held_out_distinct: bool = True  # each held-out problem once (False: the stream may repeat one)
     max_tokens: int = 40
 
 

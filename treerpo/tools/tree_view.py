@@ -1,20 +1,18 @@
 """What `treerpo view` shows of a tree dump (`tree.rollout.dump_path`): one view record per tree.
 
-The dump (treerpo.tools.tree_dump) holds each node's text, tokens, stop reason, V(node) and the
-tree's own advantage. This module adds what a reader needs to see where credit landed, derived
-from the dump alone, with the estimators' own rules:
+The dump (treerpo/tree/record.py) holds each node's text, tokens, stop reason, V(node) and the
+tree's own advantage. The viewer rebuilds the tree from the record, its node table
+(`node_table.from_tree`), and asks the estimators' own functions where credit landed:
 
-    TreeRPO  a node's step-level group is its siblings (the children of its parent,
-             treerpo.advantages.step). A group is `single` (one child: compares nothing),
-             `zero-variance` (all sibling values equal) or `pruned` (sibling std below tau);
-             the dump's `pruned` flag decides where it has one, else a group whose values
-             differ but whose advantages are all 0 was pruned.
-    TreePO   a leaf's groups are the root (all leaves) and every node above it whose subtree
-             holds at least 2 leaves (treerpo.advantages.segment); a subgroup whose leaf
-             rewards all agree is `zero-variance`. The dump holds A_i for leaves only; a node
-             above them gets `adv_below`, the mean A_i of its leaves: what `credit=once`
-             trains its segment with (treepo_node_advantages), the per-row mean under
-             `every_row`.
+    TreeRPO  a node's step-level group is its siblings (`step_level_groups`,
+             treerpo/advantages/step.py). A group is `single` (one child: compares nothing),
+             `zero-variance` (all sibling values equal), `pruned` (sibling std below the
+             dump's tau) or `kept`.
+    TreePO   a leaf's groups are the root and every node above it with at least 2 leaves below
+             (`segment_groups`, treerpo/advantages/segment.py); a group whose leaf rewards all
+             agree is `zero-variance`. The dump holds A_i for leaves only; a node above them
+             gets `adv_below`, the mean A_i of its leaves (`treepo_node_advantages`): what
+             `credit=once` trains its segment with, the per-row mean under `every_row`.
 
 Leaves also get the answer the verifier extracts (the last \\boxed{} of the path's text,
 treerpo.reward.verifier.last_boxed). Per tree a summary: leaves, depth, generated tokens vs the
@@ -23,34 +21,22 @@ tokens a flat rollout of the same leaves would decode, accuracy (leaves with rew
 
 from __future__ import annotations
 
-import json
-import math
 import re
+from dataclasses import fields
 from typing import Iterable, Iterator, Optional
 
+import torch
+
+from treerpo.advantages.segment import segment_groups, treepo_node_advantages
+from treerpo.advantages.step import step_level_groups
 from treerpo.reward.verifier import last_boxed
+from treerpo.tree import node_table, record
+from treerpo.tree.options import AdvantageOptions
 
 
 def read_dump(path: str, step: Optional[int] = None, prompt: Optional[str] = None) -> Iterator[dict]:
     """The dump's records, optionally only one step and/or prompt (uid, or a prefix of it)."""
-    with open(path, encoding="utf-8") as f:
-        for line in f:
-            if not line.strip():
-                continue
-            rec = json.loads(line)
-            if step is not None and rec.get("step") != step:
-                continue
-            if prompt is not None and not str(rec.get("prompt_uid", "")).startswith(prompt):
-                continue
-            yield rec
-
-
-def _std(xs: list[float]) -> float:
-    """Unbiased std (the one the TreeRPO estimator compares with tau); 0 for fewer than 2."""
-    if len(xs) < 2:
-        return 0.0
-    m = sum(xs) / len(xs)
-    return math.sqrt(sum((x - m) ** 2 for x in xs) / (len(xs) - 1))
+    return record.read_records(path, step, prompt)
 
 
 def question(prompt: str) -> str:
@@ -63,109 +49,98 @@ def _num(x) -> Optional[float]:
     return None if x is None else float(x)
 
 
+def _options(rec: dict) -> AdvantageOptions:
+    """The dump's advantage options (the defaults for a dump that has none)."""
+    known = {f.name for f in fields(AdvantageOptions)}
+    return AdvantageOptions(**{k: v for k, v in (rec.get("advantage_options") or {}).items() if k in known})
+
+
 def view_tree(rec: dict, index: int = 0) -> dict:
     """One dump record as the viewer draws it (token ids and log-probs left out)."""
+    tree, by_id = record.from_record(rec)
+    table = node_table.from_tree(tree)
+    pos = {id(n): i for i, n in enumerate(tree.nodes)}
+    rid = {id(n): k for k, n in by_id.items()}
+    root = rid[id(tree.root)]
     raw = {n["id"]: n for n in rec["nodes"]}
-    kids: dict[int, list[int]] = {}
-    for n in rec["nodes"]:
-        kids.setdefault(n["parent"], []).append(n["id"])
-    root = next((p for p in kids if p not in raw), 0)
     order = []  # depth-first, children in their order: the order the page draws them in
-    stack = [root]
+    stack = list(reversed(tree.root.children))
     while stack:
-        nid = stack.pop()
-        if nid != root:
-            order.append(nid)
-        stack.extend(reversed(kids.get(nid, [])))
-    leaves = {nid for nid in order if nid not in kids}
-
-    below: dict[int, list[float]] = {}  # leaf rewards under each node (root included)
-    for nid in reversed(order):
-        n = raw[nid]
-        rs = [float(n["reward"])] if nid in leaves and n.get("reward") is not None else []
-        for c in kids.get(nid, []):
-            rs += below[c]
-        below[nid] = rs
-    below[root] = [r for c in kids.get(root, []) for r in below[c]]
-
+        node = stack.pop()
+        order.append(node)
+        stack.extend(reversed(node.children))
+    leaves = tree.leaves()
+    rewards = None if any(l.reward is None for l in leaves) else node_table.leaf_rewards(tree)
     method = rec.get("method", "treerpo")
-    groups = {}
-    if method == "treerpo":
-        for parent, members in kids.items():
-            values = [_num(raw[c].get("value")) for c in members]
-            known = [v for v in values if v is not None]
-            std = _std(known)
-            dump_pruned = [raw[c].get("pruned") for c in members]
-            if len(members) < 2:
-                state = "single"
-            elif known and max(known) - min(known) <= 1e-12:
-                state = "zero-variance"
-            elif any(p is not None for p in dump_pruned):
-                state = "pruned" if all(dump_pruned) else "kept"
-            else:  # an older dump: values differ, yet no member got credit
-                advs = [_num(raw[c].get("advantage")) for c in members]
-                state = "pruned" if all(a == 0.0 for a in advs if a is not None) and None not in advs else "kept"
-            groups[parent] = {"size": len(members), "std": std, "state": state}
-    else:
-        for nid in [root] + order:
-            rs = below[nid]
-            if nid == root or (nid not in leaves and len(rs) >= 2):
-                groups[nid] = {"size": len(rs), "mean": sum(rs) / len(rs) if rs else None,
-                               "state": "zero-variance" if rs and max(rs) - min(rs) <= 1e-12 else "kept"}
+    opts = _options(rec)
 
-    def path_text(nid: int) -> str:
-        parts = []
-        while nid in raw:
-            parts.append(raw[nid].get("text") or "")
-            nid = raw[nid]["parent"]
-        return "".join(reversed(parts))
+    groups: dict[int, dict] = {}
+    if method == "treerpo":
+        values = [n.value for n in tree.nodes[1:]]
+        v = None
+        if all(x is not None for x in values) and values:
+            v = torch.tensor([0.0] + [float(x) for x in values], dtype=torch.float64)
+        elif rewards is not None:
+            v = table.values(rewards, opts.value_rule)
+        g = step_level_groups(table, v, opts.tau) if v is not None else None
+        for parent in [tree.root] + order:
+            if not parent.children:
+                continue
+            i, size = pos[id(parent)], len(parent.children)
+            if size < 2:
+                state = "single"
+            elif g is None:
+                state = "no reward"
+            elif bool(g.zero_variance[i]):
+                state = "zero-variance"
+            else:
+                state = "kept" if bool(g.kept[i]) else "pruned"
+            groups[rid[id(parent)]] = {"size": size, "std": float(g.std[i]) if g is not None else 0.0, "state": state}
+    else:
+        sg = segment_groups(table, rewards if rewards is not None else torch.zeros(len(leaves), dtype=torch.float64))
+        for node in [tree.root] + order:
+            i = pos[id(node)]
+            if bool(sg.is_group[i]):
+                known = rewards is not None
+                groups[rid[id(node)]] = {"size": int(sg.size[i]), "mean": float(sg.mean[i]) if known else None,
+                                         "state": "zero-variance" if known and bool(sg.zero_variance[i]) else "kept"}
+
+    leaf_set = {id(l) for l in leaves}
+    adv_below = None
+    if method == "treepo":
+        row_adv = [raw[rid[id(l)]].get("advantage") for l in leaves]
+        if leaves and all(a is not None for a in row_adv):
+            adv_below = treepo_node_advantages(table, torch.tensor(row_adv, dtype=torch.float64))
 
     nodes = []
-    for nid in order:
+    for node in order:
+        nid = rid[id(node)]
         n = raw[nid]
-        out = {"id": nid, "parent": n["parent"] if n["parent"] in raw else None, "depth": n.get("depth"),
+        parent = rid[id(node.parent)]
+        out = {"id": nid, "parent": parent if parent != root else None, "depth": n.get("depth"),
                "text": n.get("text") or "", "tokens": n.get("tokens"), "stop": n.get("stop"),
                "value": _num(n.get("value")), "adv": _num(n.get("advantage"))}
         if method == "treerpo":
-            out["group"] = n["parent"]
+            out["group"] = parent
         else:
-            ancestors, p = [], n["parent"]
-            while p in raw:
-                ancestors.append(p)
-                p = raw[p]["parent"]
-            out["groups"] = [root] + [a for a in reversed(ancestors) if a in groups] if nid in leaves else None
+            above = [rid[id(a)] for a in node.lineage()[:-1]]
+            out["groups"] = [root] + [a for a in above if a in groups] if id(node) in leaf_set else None
             out["subgroup"] = nid in groups
-        if nid in leaves:
+            if id(node) not in leaf_set:
+                out["adv_below"] = float(adv_below[pos[id(node)]]) if adv_below is not None else None
+        if id(node) in leaf_set:
             out["reward"] = _num(n.get("reward"))
-            out["answer"] = last_boxed(path_text(nid))
+            out["answer"] = last_boxed("".join(raw[rid[id(a)]].get("text") or "" for a in node.lineage()))
         nodes.append(out)
 
-    leaf_nodes = [n for n in nodes if n["id"] in leaves]
-    if method == "treepo":  # a segment above the leaves: the mean A_i of the leaves below it
-        adv_below: dict[int, list[float]] = {}
-        for n in reversed(nodes):
-            own = [n["adv"]] if n["id"] in leaves and n["adv"] is not None else []
-            adv_below[n["id"]] = own + [a for c in kids.get(n["id"], []) for a in adv_below[c]]
-            if n["id"] not in leaves:
-                a = adv_below[n["id"]]
-                n["adv_below"] = sum(a) / len(a) if a else None
-    rewards = [n["reward"] for n in leaf_nodes if n["reward"] is not None]
-    depth_of = {n["id"]: (n["depth"] or 0) for n in nodes}
-    tokens_of = {n["id"]: (n["tokens"] or 0) for n in nodes}
-
-    def path_tokens(nid: int) -> int:
-        total = 0
-        while nid in raw:
-            total += tokens_of[nid]
-            nid = raw[nid]["parent"]
-        return total
-
+    leaf_nodes = [n for n in nodes if "reward" in n]
+    known_rewards = [n["reward"] for n in leaf_nodes if n["reward"] is not None]
     summary = {
         "leaves": len(leaf_nodes),
-        "depth": max((depth_of[n["id"]] for n in leaf_nodes), default=0),
-        "tokens": sum(tokens_of.values()),
-        "flat_tokens": sum(path_tokens(n["id"]) for n in leaf_nodes),
-        "accuracy": sum(r > 0 for r in rewards) / len(rewards) if rewards else None,
+        "depth": max((l.depth for l in leaves), default=0),
+        "tokens": sum(len(n.token_ids) for n in tree.nodes),
+        "flat_tokens": sum(l.end for l in leaves),
+        "accuracy": sum(r > 0 for r in known_rewards) / len(known_rewards) if known_rewards else None,
         "groups": len(groups),
         "zero_variance_groups": sum(g["state"] == "zero-variance" for g in groups.values()),
         "pruned_groups": sum(g["state"] in ("pruned", "single", "zero-variance") for g in groups.values())

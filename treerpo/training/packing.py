@@ -21,7 +21,7 @@ gradient of the unpacked loss, up to floating-point summation order.
 
 Layout in (verl's): `input_ids`, `attention_mask`, `position_ids` of shape (B, T), the prompt
 left-padded in columns [0, P), the response right-padded in [P, T), T - P = response length;
-`uids` in the `treerpo.advantages.topology` format. Padding rows (uid "pad...") are not packed:
+`uids` in the `treerpo.tree.topology` format. Padding rows (uid "pad...") are not packed:
 their log-probs and entropies come back 0 (their response mask is 0, so no loss sees them).
 """
 
@@ -32,7 +32,7 @@ from typing import Sequence
 
 import torch
 
-from treerpo.advantages import topology
+from treerpo.tree import topology
 
 
 @dataclass

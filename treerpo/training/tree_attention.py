@@ -27,7 +27,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from treerpo.packing import PackedBatch
+from treerpo.training.packing import PackedBatch
 
 NAME = "treerpo_tree_segments"
 

@@ -1,6 +1,6 @@
 """Random trees of a given shape, laid out as verl's actor sees them (tests and benchmarks of packing).
 
-A tree here is grown with `treerpo.sampling.tree.Tree` and turned into rows with
+A tree here is grown with `treerpo.tree.tree.Tree` and turned into rows with
 `treerpo.sampling.rows.leaf_rows`, the same code the tree agent loop uses, so uids, segment
 ends and credit masks are the production ones. Token ids are random; a segment is cut short
 (an early EOS leaf) where the shape asks for it.
@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import torch
 
 from treerpo.sampling.rows import leaf_rows
-from treerpo.sampling.tree import StopReason, Tree
+from treerpo.tree.tree import StopReason, Tree
 
 
 @dataclass

@@ -1,8 +1,14 @@
-"""The trees of a training batch, rebuilt from the rows' uids as flat tensors.
+"""The trees of a batch as flat tensors: the one structure every estimator and metric reads.
 
-A batch holds one row per leaf, in any order, possibly with verl's padding rows. This module
-parses every row's topology (`treerpo.advantages.topology`) once and numbers every distinct node
-of every tree, roots included, so that the estimators can work with index arithmetic in torch:
+Two ways in:
+    build(uids, response_mask)  a training batch (one row per leaf, any order, possibly verl's
+                                padding rows): every row's topology (`treerpo.tree.topology`) is
+                                parsed once and every distinct node of every tree numbered
+    from_tree(tree)             one sampled `Tree` directly (no uid strings parsed): the tree
+                                dump and the viewer use it; table node i is `tree.nodes[i]`
+
+Either way every node of every tree, roots included, gets an index, so that the estimators can
+work with index arithmetic in torch:
 
     parent[n]        parent node of node n (-1 for roots)
     depth[n]         0 for roots, 1 for first segments, ...
@@ -10,9 +16,15 @@ of every tree, roots included, so that the estimators can work with index arithm
     row_ends[r, j]   end offset of that node's segment in row r's response (0 past the depth)
     row_root[r]      root of row r's tree;  leaf[r] = row_nodes[r, depth_r - 1]
 
-Node values V(node) (both rules of `treerpo.sampling.tree`) are computed here too, vectorised:
-the only Python loop is the parse, one iteration per row and tree level; tokens are never looped
-over.
+Node values V(node) are defined here and nowhere else (`NodeTable.values`; TreeRPO,
+docs/ALGORITHMS.md section 1):
+
+    V(leaf) = r(leaf)                                          (verifier reward of the full path)
+    recursive_mean:  V(v) = mean_{c in children(v)} V(c)        (the paper's rule, default)
+    leaf_mean:       V(v) = mean_{l in leaves(v)}  r(l)         (the open alternative)
+
+The two rules differ only when early EOS makes a tree unbalanced. Everything is vectorised: the
+only Python loop is the parse, one iteration per row and tree level; tokens are never looped over.
 
 A batch without real rows (no rows at all, or only verl's padding rows) gives a table with no
 nodes; every method below then returns zeros of the right shape.
@@ -26,8 +38,8 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from treerpo.advantages import topology
-from treerpo.sampling.tree import VALUE_RULES
+from treerpo.tree import topology
+from treerpo.tree.options import VALUE_RULES
 
 
 @dataclass
@@ -66,7 +78,7 @@ class NodeTable:
         return count, total, total_sq
 
     def values(self, rewards: torch.Tensor, rule: str = "recursive_mean") -> torch.Tensor:
-        """V(node) for every node (float64), from the leaf rewards of the rows."""
+        """V(node) for every node (float64), from the leaf rewards of the rows (module docstring)."""
         if rule not in VALUE_RULES:
             raise ValueError(f"unknown value rule {rule!r}; expected one of {VALUE_RULES}")
         if rule == "leaf_mean":
@@ -225,3 +237,43 @@ def build(uids: Sequence, response_mask: torch.Tensor) -> NodeTable:
         row_root=torch.from_numpy(pid),
         leaf=torch.from_numpy(leaf),
     )
+
+
+def from_tree(tree) -> NodeTable:
+    """The table of one sampled tree (`treerpo.tree.tree.Tree`), built from its nodes directly.
+
+    Table node i is `tree.nodes[i]` (the root is 0); row r is the r-th leaf of `tree.leaves()`,
+    the order `treerpo.sampling.rows.leaf_rows` gives the training rows. `uids` holds each row's
+    topology uid (encoded, never parsed), so messages name rows as `build` does.
+    """
+    index = {id(n): i for i, n in enumerate(tree.nodes)}
+    leaves = tree.leaves()
+    b, n = len(leaves), len(tree.nodes)
+    width = max((leaf.depth for leaf in leaves), default=0) or 1
+    parent = torch.tensor([index[id(x.parent)] if x.parent is not None else -1 for x in tree.nodes], dtype=torch.long)
+    depth = torch.tensor([x.depth for x in tree.nodes], dtype=torch.long)
+    num_children = torch.tensor([len(x.children) for x in tree.nodes], dtype=torch.long)
+    row_nodes = torch.full((b, width), -1, dtype=torch.long)
+    row_ends = torch.zeros((b, width), dtype=torch.long)
+    for r, leaf in enumerate(leaves):
+        for j, node in enumerate(leaf.lineage()):
+            row_nodes[r, j] = index[id(node)]
+            row_ends[r, j] = node.end
+    row_depth = torch.tensor([leaf.depth for leaf in leaves], dtype=torch.long)
+    return NodeTable(
+        uids=[topology.leaf_uid(tree, leaf, check=False) for leaf in leaves],
+        real=torch.ones(b, dtype=torch.bool),
+        parent=parent,
+        depth=depth,
+        num_children=num_children,
+        row_nodes=row_nodes,
+        row_ends=row_ends,
+        row_depth=row_depth,
+        row_root=torch.zeros(b, dtype=torch.long) if n else torch.full((b,), -1, dtype=torch.long),
+        leaf=torch.tensor([index[id(leaf)] for leaf in leaves], dtype=torch.long),
+    )
+
+
+def leaf_rewards(tree) -> torch.Tensor:
+    """(B,) float64: the rewards of `tree.leaves()`, in the rows' order of `from_tree`."""
+    return torch.tensor([float(leaf.reward) for leaf in tree.leaves()], dtype=torch.float64)

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 from typing import Any, Mapping, Optional, Union
 
-from treerpo.sampling.tree import VALUE_RULES
+VALUE_RULES = ("recursive_mean", "leaf_mean")  # V(node) rules, docs/ALGORITHMS.md section 1
 
 TREERPO_NORMS = ("group", "mean", "batch")
 TREEPO_AGGREGATIONS = ("average", "group_size")
@@ -98,7 +98,7 @@ class RolloutOptions:
     expansion: str = "async"
     """How the TreeRPO tree grows. `async` (barrier-free): a node that did not stop gets its N
     children as soon as its own segment is back. `level` (level-synchronous): every node of a
-    level waits for the whole level before any child starts (the form before issue 10, kept for
+    level waits for the whole level before any child starts (the paper's description, kept for
     comparison). Same tree for the same engine outputs; `async` only removes the waiting. TreePO
     is always level-synchronous: its budget rule needs all active paths of a step."""
 

@@ -1,55 +1,35 @@
-"""Optional JSONL dump of sampled trees, for inspection (`tree.rollout.dump_path`).
+"""One tree as a JSON record: a line of the tree dump (`tree.rollout.dump_path`), and back.
 
-One line per tree: the prompt (text and token ids) and, per node, its path, depth, parent, text,
-token ids and their sampled log-probs, the policy version that generated it (verl's global step),
-stop reason, reward (leaves), value V(node) and advantage. The advantage written is the tree's
-own, before anything batch-wide: TreeRPO's step-level A(node) with `group`/`mean` normalisation
-(the unscaled deviation under `batch`); TreePO's per-leaf A_i before whitening. TreeRPO nodes also
-carry `pruned` (their step-level group is not kept: a single child or sibling std below tau), and
-the record carries the `advantage_options` used, so a reader (`treerpo view`) need not guess them.
+    {"step": 4, "prompt_uid": ..., "method": "treerpo", "prompt": <text>, "prompt_tokens": 35,
+     "prompt_ids": [...], "advantage_options": {...},
+     "nodes": [{"id", "parent", "path", "depth", "text", "tokens", "token_ids", "logprobs",
+                "global_steps", "stop", "reward", "value", "advantage", "pruned"}, ...]}
+
+One entry per node except the root (id 0), in the tree's node order; `global_steps` is the
+(first, last) policy version (verl's global step) that generated the segment. What goes into
+`advantage` and `pruned` is the caller's: `treerpo.advantages.per_tree.tree_record` writes the
+tree's own advantages. `from_record` rebuilds the `Tree` (segments, stop reasons, rewards,
+values) so that a reader (`treerpo view`) runs the same code on it as the trainer did.
 """
 
 from __future__ import annotations
 
 import json
 import os
-from typing import Callable, Optional
+from typing import Callable, Iterator, Optional, Sequence
 
-import torch
-
-from treerpo.advantages import node_table
-from treerpo.advantages.segment import treepo_row_advantages
-from treerpo.advantages.step import step_level_advantages
-from treerpo.sampling.options import AdvantageOptions
-from treerpo.sampling.rows import leaf_rows
-from treerpo.sampling.tree import Tree
+from treerpo.tree.tree import Node, StopReason, Tree
 
 
-def tree_record(tree: Tree, decode: Callable[[list[int]], str], method: str,
-                opts: Optional[AdvantageOptions] = None, step: Optional[int] = None) -> dict:
-    opts = opts or AdvantageOptions()
-    leaves = tree.leaves()
-    have_rewards = all(l.reward is not None for l in leaves)
-    node_adv: dict[int, float] = {}
-    node_pruned: dict[int, bool] = {}
-    if have_rewards:
-        tree.compute_values(opts.value_rule)
-        rows = leaf_rows(tree)
-        length = max(l.end for l in leaves)
-        mask = (torch.arange(length)[None, :] < torch.tensor([r.leaf.end for r in rows])[:, None]).float()
-        table = node_table.build([r.uid for r in rows], mask)
-        rewards = torch.tensor([float(l.reward) for l in leaves], dtype=torch.float64)
-        if method == "treerpo":
-            local = AdvantageOptions(**{**opts.__dict__, "norm": "mean" if opts.norm == "batch" else opts.norm})
-            adv, _, pruned = step_level_advantages(table, rewards, local)
-            for r, row in enumerate(rows):  # map table nodes back to tree nodes along each path
-                for j, node in enumerate(row.leaf.lineage()):
-                    node_adv[node.node_id] = float(adv[table.row_nodes[r, j]])
-                    node_pruned[node.node_id] = bool(pruned[table.row_nodes[r, j]])
-        else:
-            a = treepo_row_advantages(table, rewards, opts)
-            for r, row in enumerate(rows):
-                node_adv[row.leaf.node_id] = float(a[r])
+def to_record(tree: Tree, decode: Callable[[list[int]], str], method: str, options: dict,
+              step: Optional[int] = None, advantage: Optional[Sequence[Optional[float]]] = None,
+              pruned: Optional[Sequence[Optional[bool]]] = None) -> dict:
+    """The record of `tree`; `advantage` and `pruned` are indexed like `tree.nodes` (None: unset)."""
+    position = {id(n): i for i, n in enumerate(tree.nodes)}
+
+    def at(values, n):
+        return None if values is None else values[position[id(n)]]
+
     return {
         "step": step,
         "prompt_uid": tree.prompt_uid,
@@ -57,7 +37,7 @@ def tree_record(tree: Tree, decode: Callable[[list[int]], str], method: str,
         "prompt": decode(tree.prompt_ids),
         "prompt_tokens": len(tree.prompt_ids),
         "prompt_ids": list(tree.prompt_ids),
-        "advantage_options": dict(opts.__dict__),
+        "advantage_options": dict(options),
         "nodes": [
             {
                 "id": n.node_id,
@@ -72,8 +52,8 @@ def tree_record(tree: Tree, decode: Callable[[list[int]], str], method: str,
                 "stop": n.stop_reason.value if n.stop_reason is not None else None,
                 "reward": n.reward,
                 "value": n.value,
-                "advantage": node_adv.get(n.node_id),
-                "pruned": node_pruned.get(n.node_id),
+                "advantage": at(advantage, n),
+                "pruned": at(pruned, n),
             }
             for n in tree.nodes
             if n.parent is not None
@@ -81,7 +61,48 @@ def tree_record(tree: Tree, decode: Callable[[list[int]], str], method: str,
     }
 
 
+def from_record(rec: dict) -> tuple[Tree, dict[int, Node]]:
+    """The tree of a record, and its nodes by the record's ids (the root under the parent id that
+    the first-level nodes name). Children keep the order of their `path` index; a node without
+    `token_ids` gets `tokens` placeholder ids, so that segment lengths and ends stay right."""
+    tree = Tree(list(rec.get("prompt_ids") or []), str(rec.get("prompt_uid", "")))
+    raw = {n["id"]: n for n in rec["nodes"]}
+    root_id = next((n["parent"] for n in rec["nodes"] if n["parent"] not in raw), 0)
+    by_id: dict[int, Node] = {root_id: tree.root}
+    children: dict[int, list[dict]] = {}
+    for n in rec["nodes"]:
+        children.setdefault(n["parent"], []).append(n)
+    queue = [root_id]
+    for pid in queue:  # breadth-first: a parent exists before its children
+        kids = sorted(children.get(pid, []), key=lambda n: (n.get("path") or [0])[-1])
+        for n in kids:
+            ids = n.get("token_ids")
+            if ids is None:
+                ids = [0] * int(n.get("tokens") or 0)
+            stop = StopReason(n["stop"]) if n.get("stop") else None
+            node = tree.add_child(by_id[pid], ids, n.get("logprobs"), stop)
+            node.reward = n.get("reward")
+            node.value = n.get("value")
+            by_id[n["id"]] = node
+            queue.append(n["id"])
+    return tree, by_id
+
+
 def append_jsonl(path: str, record: dict) -> None:
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     with open(path, "a", encoding="utf-8") as f:
         f.write(json.dumps(record, ensure_ascii=False) + "\n")
+
+
+def read_records(path: str, step: Optional[int] = None, prompt: Optional[str] = None) -> Iterator[dict]:
+    """The dump's records, optionally only one step and/or prompt (uid, or a prefix of it)."""
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            if not line.strip():
+                continue
+            rec = json.loads(line)
+            if step is not None and rec.get("step") != step:
+                continue
+            if prompt is not None and not str(rec.get("prompt_uid", "")).startswith(prompt):
+                continue
+            yield rec

@@ -45,10 +45,12 @@ class LeafTopology:
         return len(self.path)
 
 
-def encode(prompt_uid: str, path: Sequence[int], ends: Sequence[int]) -> str:
-    """The uid for the leaf at `path` whose segments end at `ends` (see module docstring)."""
+def encode(prompt_uid: str, path: Sequence[int], ends: Sequence[int], check: bool = True) -> str:
+    """The uid for the leaf at `path` whose segments end at `ends` (see module docstring).
+    `check=False` only labels a leaf (messages of an in-process table), without validating it."""
     topo = LeafTopology(str(prompt_uid), tuple(int(p) for p in path), tuple(int(e) for e in ends))
-    _check(topo, f"<encoding for prompt {prompt_uid!r}>")
+    if check:
+        _check(topo, f"<encoding for prompt {prompt_uid!r}>")
     return SEP.join([topo.prompt_uid, FORMAT, ".".join(map(str, topo.path)), ".".join(map(str, topo.ends))])
 
 
@@ -148,6 +150,6 @@ def _check(topo: LeafTopology, uid: str) -> None:
         prev = e
 
 
-def leaf_uid(tree, leaf) -> str:
-    """The uid of `leaf`'s row in `tree` (a `treerpo.sampling.tree.Tree`)."""
-    return encode(tree.prompt_uid, leaf.path(), tree.segment_ends(leaf))
+def leaf_uid(tree, leaf, check: bool = True) -> str:
+    """The uid of `leaf`'s row in `tree` (a `treerpo.tree.tree.Tree`)."""
+    return encode(tree.prompt_uid, leaf.path(), tree.segment_ends(leaf), check)

@@ -7,9 +7,9 @@ Both configs are composed and validated by `verl_ext.check` exactly as their lau
 compose them, resolved, flattened to dotted keys and compared. Every differing key is labelled:
 
     preset   set by verl_ext/config/preset/cpu.yaml (`+preset=cpu`)
-    size     set by the CPU run's sizes (verl_ext.tiny_run.TinyRun.sizes): model, data, batch
+    size     set by the CPU run's sizes (treerpo.tiny.recipe.TinyRun.sizes): model, data, batch
              and mini-batch, lengths, tree shape, steps, logging and output paths
-    tiny     a setting for a 0.4M-parameter model, each with its reason (tiny_run.TINY_SETTINGS):
+    tiny     a setting for a 0.4M-parameter model, each with its reason (recipe.TINY_SETTINGS):
              learning rate and its warm-up, greedy validation
     derived  not set by either, but computed by verl's config from a size (interpolations)
     OTHER    none of these: the CPU run differs from the GPU recipe where it should not
@@ -28,7 +28,8 @@ from pathlib import Path
 
 import yaml
 
-from verl_ext import tiny_run
+from treerpo.tiny import launch as tiny_launch
+from treerpo.tiny import recipe
 
 ROOT = Path(__file__).resolve().parents[2]
 PRESET = Path(__file__).resolve().parents[1] / "config" / "preset" / "cpu.yaml"
@@ -83,8 +84,8 @@ def compose_gpu(script: Path, dump: Path) -> None:
         raise RuntimeError(f"{script} CHECK_ONLY failed:\n{out.stderr[-3000:]}")
 
 
-def compose_cpu(run: tiny_run.TinyRun, dump: Path) -> None:
-    rc = tiny_run.check(run, dump_config=str(dump), quiet=True)
+def compose_cpu(run: recipe.TinyRun, dump: Path) -> None:
+    rc = tiny_launch.check(run, dump_config=str(dump), quiet=True)
     if rc != 0:
         raise RuntimeError(f"treerpo train --check-only failed for {run.estimator} (exit {rc})")
 
@@ -93,7 +94,7 @@ def diff(estimator: str = "treerpo", script: str | None = None) -> list[tuple[st
     """[(key, gpu value, cpu value, label)] for every key whose values differ."""
     script_path = ROOT / (script or f"examples/qwen2.5-math-1.5b/{estimator}.sh")
     with tempfile.TemporaryDirectory() as tmp:
-        run = tiny_run.TinyRun(estimator=estimator, out=str(Path(tmp) / "run"))
+        run = recipe.TinyRun(estimator=estimator, out=str(Path(tmp) / "run"))
         gpu_yaml, cpu_yaml = Path(tmp) / "gpu.yaml", Path(tmp) / "cpu.yaml"
         compose_gpu(script_path, gpu_yaml)
         compose_cpu(run, cpu_yaml)
@@ -108,7 +109,7 @@ def diff(estimator: str = "treerpo", script: str | None = None) -> list[tuple[st
             continue
         if key in preset:
             label = "preset"
-        elif key in tiny_run.TINY_SETTINGS:
+        elif key in recipe.TINY_SETTINGS:
             label = "tiny"
         elif key in sizes:
             label = "size"
@@ -127,14 +128,14 @@ def markdown(rows) -> str:
 
     lines = ["| key | GPU script | CPU run | why |", "|---|---|---|---|"]
     lines += [f"| `{k}` | {cell(a)} | {cell(b)} | {label}"
-              f"{': ' + tiny_run.TINY_SETTINGS[k] if label == 'tiny' else ''} |" for k, a, b, label in rows]
+              f"{': ' + recipe.TINY_SETTINGS[k] if label == 'tiny' else ''} |" for k, a, b, label in rows]
     return "\n".join(lines)
 
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="python -m verl_ext.cpu.config_diff", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--estimator", default="treerpo", choices=sorted(tiny_run.METHOD))
+    ap.add_argument("--estimator", default="treerpo", choices=sorted(recipe.METHOD))
     ap.add_argument("--script", default=None, help="GPU launch script (default examples/qwen2.5-math-1.5b/<estimator>.sh)")
     args = ap.parse_args(argv)
     rows = diff(args.estimator, args.script)
