@@ -1,7 +1,8 @@
 """`treerpo` command line.
 
-    treerpo train [--estimator grpo|treerpo|treepo] [--seed 0] [--steps 24] [--out DIR] [overrides ...]
-    treerpo warmup [--seed 0] --out DIR
+    treerpo train [--task arith|chains] [--estimator grpo|treerpo|treepo] [--seed 0] [--steps 16]
+                  [--out DIR] [overrides ...]
+    treerpo warmup [--task arith|chains] [--seed 0] --out DIR
     treerpo view DUMP.jsonl [-o trees.html] [--step S] [--prompt ID]
 
 
@@ -46,23 +47,36 @@ def build_parser() -> argparse.ArgumentParser:
     tr = sub.add_parser("train", help="RL with verl's trainer on CPU, tiny model",
                         description=launch.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     defaults = recipe.TinyRun()
+
+    def dflt(name: str) -> str:
+        """The help's default: TinyRun's (the `arith` task's), and the `chains` preset's where it differs."""
+        text = str(getattr(defaults, name)).replace("(", "").replace(")", "").replace(" ", "")
+        other = recipe.PRESETS["chains"].get(name)
+        if other is not None and other != getattr(defaults, name):
+            text += ", chains: " + str(other).replace("(", "").replace(")", "").replace(" ", "")
+        return f"(default: {text})"
+
+    tr.add_argument("--task", choices=sorted(recipe.PRESETS), default=defaults.task,
+                    help="`arith`: 2 operations, the quickstart; `chains`: 3-5 operations with validation sets "
+                         "chain3..chain6, the miniature reproduction's task and sizes (default: %(default)s)")
     tr.add_argument("--estimator", choices=sorted(recipe.METHOD), default=defaults.estimator,
                     help="verl's `grpo` (flat sampling) or a tree method (default: %(default)s)")
     tr.add_argument("--seed", type=int, default=defaults.seed,
                     help="seed of the warm-up, the data and verl's run (default: %(default)s)")
-    tr.add_argument("--steps", type=int, default=defaults.steps, help="verl training steps (default: %(default)s)")
-    tr.add_argument("--prompts-per-step", type=int, default=defaults.prompts_per_step,
-                    help="data.train_batch_size (default: %(default)s)")
-    tr.add_argument("--test-freq", type=int, default=defaults.test_freq,
-                    help="validate every N steps, before training and after the last (default: %(default)s)")
-    tr.add_argument("--task-steps", type=int, default=defaults.task_steps,
-                    help="operations per arithmetic problem; a new value warms up its own base (default: %(default)s)")
-    tr.add_argument("--branching", type=int, default=defaults.branching, help="TreeRPO N (default: %(default)s)")
-    tr.add_argument("--depth", type=int, default=defaults.depth, help="TreeRPO D (default: %(default)s)")
-    tr.add_argument("--step-tokens", type=_step_tokens, default=defaults.step_tokens,
+    tr.add_argument("--steps", type=int, default=None, help="verl training steps " + dflt("steps"))
+    tr.add_argument("--prompts-per-step", type=int, default=None,
+                    help="data.train_batch_size " + dflt("prompts_per_step"))
+    tr.add_argument("--test-freq", type=int, default=None,
+                    help="validate every N steps, before training and after the last " + dflt("test_freq"))
+    tr.add_argument("--task-steps", type=int, default=None,
+                    help="operations per `arith` problem; a new value warms up its own base " + dflt("task_steps"))
+    tr.add_argument("--branching", type=int, default=None, help="TreeRPO N " + dflt("branching"))
+    tr.add_argument("--depth", type=int, default=None, help="TreeRPO D " + dflt("depth"))
+    tr.add_argument("--step-tokens", type=_step_tokens, default=None,
                     help="TreeRPO L_step, or one length per level (`10,20`); the response length is their "
-                         "sum over the D levels (default: %(default)s)")
-    tr.add_argument("--out", default=None, help="output directory (default: runs/tiny/<estimator>-seed<seed>)")
+                         "sum over the D levels " + dflt("step_tokens"))
+    tr.add_argument("--out", default=None,
+                    help="output directory (default: runs/tiny/<estimator>-seed<seed>; chains: runs/chains/...)")
     tr.add_argument("--verbose", action="store_true",
                     help="stream verl's own output instead of a progress bar, third-party warnings included")
     tr.add_argument("--resume", action="store_true",
@@ -73,6 +87,8 @@ def build_parser() -> argparse.ArgumentParser:
     wu = sub.add_parser("warmup", help="make the tiny model's starting checkpoint for a seed",
                         description="The supervised warm-up `train` starts from (treerpo/tiny/warmup.py).")
     wu.add_argument("--seed", type=int, default=defaults.seed, help="model init and data seed (default: %(default)s)")
+    wu.add_argument("--task", choices=sorted(recipe.PRESETS), default=defaults.task,
+                    help="the task to warm up on (default: %(default)s)")
     wu.add_argument("--task-steps", type=int, default=defaults.task_steps,
                     help="operations per arithmetic problem (default: %(default)s)")
     wu.add_argument("--out", required=True, help="directory for the checkpoint (HF format) and warmup.json")
@@ -93,14 +109,14 @@ def main(argv=None) -> int:
     if args.cmd == "warmup":
         from treerpo.tiny.warmup import warm_up
 
-        _, _, acc = warm_up(recipe.TinyRun(seed=args.seed, task_steps=args.task_steps).warmup_config(), out=args.out)
+        run = recipe.tiny_run(args.task, seed=args.seed, task_steps=args.task_steps)
+        _, _, acc = warm_up(run.warmup_config(), out=args.out)
         print(f"warm-up: {args.out} ({acc:.1%} greedy held-out accuracy)")
         return 0
-    run = recipe.TinyRun(estimator=args.estimator, seed=args.seed, steps=args.steps, out=args.out,
-                           prompts_per_step=args.prompts_per_step, test_freq=args.test_freq,
-                           task_steps=args.task_steps, branching=args.branching, depth=args.depth,
-                           step_tokens=args.step_tokens,
-                           extra=list(args.overrides))
+    sizes = {k: getattr(args, k) for k in ("steps", "prompts_per_step", "test_freq", "task_steps", "branching",
+                                            "depth", "step_tokens") if getattr(args, k) is not None}
+    run = recipe.tiny_run(args.task, estimator=args.estimator, seed=args.seed, out=args.out, **sizes,
+                          extra=list(args.overrides))
     if args.check_only:
         return launch.check(run)
     try:

@@ -20,16 +20,26 @@ SHIPPED_BASES = Path(__file__).resolve().parents[2] / "examples" / "tiny"
 
 
 def _made_with(path: Path) -> dict:
+    """warmup.json of a checkpoint; a config without `task` was made on the `arith` task, the
+    only one its WarmupConfig knew."""
     marker = path / "warmup.json"
-    return json.loads(marker.read_text()) if marker.exists() else {}
+    made = json.loads(marker.read_text()) if marker.exists() else {}
+    if "config" in made:
+        made["config"] = {"task": "arith", **made["config"]}
+    return made
+
+
+def config_of(run: TinyRun) -> dict:
+    """The run's warm-up config as warmup.json stores it."""
+    from dataclasses import asdict
+
+    return json.loads(json.dumps(asdict(run.warmup_config())))
 
 
 def shipped_base(run: TinyRun) -> Optional[Path]:
     """The shipped warm-up of this run's seed, if it was made with exactly this run's warm-up config."""
-    from dataclasses import asdict
-
     path = SHIPPED_BASES / f"base-seed{run.seed}"
-    return path if _made_with(path).get("config") == asdict(run.warmup_config()) else None
+    return path if _made_with(path).get("config") == config_of(run) else None
 
 
 def base_model(run: TinyRun, log=print) -> Path:
@@ -43,9 +53,13 @@ def base_model(run: TinyRun, log=print) -> Path:
     path = run.base_dir
     made = _made_with(path)
     config = made.get("config", {})
-    if config.get("seed") == run.seed and config.get("held_out", config.get("eval_problems", 0)) >= run.val_problems \
+    if config.get("task") == "arith" == run.task and config.get("seed") == run.seed \
+            and config.get("held_out", config.get("eval_problems", 0)) >= run.val_problems \
             and config.get("held_out_distinct", False) \
             and config.get("task_steps", 2) == run.task_steps:  # it kept every validation problem out, same task
+        log(f"base model: {path} (warm-up done before, {made['held_out_acc']:.1%} held-out)")
+        return path
+    if run.task != "arith" and config == config_of(run):  # the same warm-up, made before
         log(f"base model: {path} (warm-up done before, {made['held_out_acc']:.1%} held-out)")
         return path
     shipped = shipped_base(run)

@@ -23,7 +23,7 @@ from typing import Optional
 
 from treerpo.tiny.base import base_model
 from treerpo.tiny.data import write_data
-from treerpo.tiny.metrics import read_metrics, read_run_metrics, val_key
+from treerpo.tiny.metrics import read_metrics, read_run_metrics, val_curve
 from treerpo.tiny.recipe import TinyRun
 from treerpo.tiny.summary import plot, summarize
 
@@ -122,9 +122,9 @@ def _run_verl(cmd: list[str], run: TinyRun, log_path: Path, metrics_path: Path, 
                     bar.update(len(steps) - seen)
                     seen = len(steps)
                     post = {"reward": f"{steps[-1]['critic/score/mean']:.2f}"}
-                    key = val_key(rows)
-                    if key:
-                        post["val_acc"] = f"{[r[key] for r in rows if key in r][-1]:.3f}"
+                    curve = val_curve(rows)
+                    if curve:
+                        post["val_acc"] = f"{curve[-1][1]:.3f}"
                     bar.set_postfix(post)
             if verbose and proc.stdout:
                 rest = proc.stdout.read()

@@ -1,4 +1,9 @@
-"""Reading a run's metrics: verl's file logger (`VERL_FILE_LOGGER_PATH`), one JSON line per step."""
+"""Reading a run's metrics: verl's file logger (`VERL_FILE_LOGGER_PATH`), one JSON line per step.
+
+Besides the raw rows: each validation's accuracy per set, and the cumulative compute a run had
+spent when it validated (generated tokens, training seconds), the axes of the equal-compute
+comparison (treerpo/tiny/report.py).
+"""
 
 from __future__ import annotations
 
@@ -38,3 +43,47 @@ def val_key(rows: list[dict], metric: str = "acc") -> Optional[str]:
             if k.startswith(f"val-core/{DATA_SOURCE}/{metric}/mean@"):
                 return k
     return None
+
+
+def val_keys(rows: list[dict], metric: str = "acc") -> dict[str, str]:
+    """{validation set (verl's data_source): its key}, e.g. {"chain3": "val-core/chain3/acc/mean@1"}."""
+    out: dict[str, str] = {}
+    for r in rows:
+        for k in r:
+            parts = k.split("/")
+            if len(parts) == 4 and parts[0] == "val-core" and parts[2] == metric and parts[3].startswith("mean@"):
+                out.setdefault(parts[1], k)
+    return dict(sorted(out.items()))
+
+
+def val_curve(rows: list[dict]) -> list[tuple[int, float]]:
+    """(step, held-out accuracy) at each validation: the one set's, or the mean over the sets."""
+    keys = val_keys(rows)
+    return [(r["step"], sum(r[k] for k in keys.values()) / len(keys)) for r in rows
+            if keys and all(k in r for k in keys.values())]
+
+
+def step_tokens(row: dict, rows_per_step: int) -> float:
+    """Tokens the rollout decoded in this step: `tree/generated_tokens` for tree runs (each shared
+    segment once); for flat sampling every row's response, `response_length/mean` x rows."""
+    if "tree/generated_tokens" in row:
+        return float(row["tree/generated_tokens"])
+    return float(row["response_length/mean"]) * rows_per_step
+
+
+def validations(rows: list[dict], rows_per_step: int) -> list[dict]:
+    """Per validation: step, accuracy per set and their mean, and what the run had spent by then:
+    cumulative generated tokens and training seconds (verl's `timing_s/step`, which leaves out
+    start-up and validation) over the steps up to and including it."""
+    keys = val_keys(rows)
+    tokens = seconds = 0.0
+    out = []
+    for r in rows:
+        if "critic/score/mean" in r:  # a training step
+            tokens += step_tokens(r, rows_per_step)
+            seconds += float(r.get("timing_s/step", 0.0))
+        if keys and all(k in r for k in keys.values()):
+            acc = {name: float(r[k]) for name, k in keys.items()}
+            out.append({"step": r["step"], "acc": acc, "mean": sum(acc.values()) / len(acc),
+                        "tokens": tokens, "seconds": round(seconds, 2)})
+    return out

@@ -68,7 +68,8 @@ class TinyRun:
 
     estimator: str = "treerpo"
     seed: int = 0
-    out: Optional[str] = None  # default runs/tiny/<estimator>-seed<seed>
+    out: Optional[str] = None  # default runs/<task>/<estimator>-seed<seed> (runs/tiny/... for `arith`)
+    task: str = "arith"  # treerpo.tiny.task.TASKS; `tiny_run("chains", ...)` also takes its sizes (PRESETS)
     steps: int = 16  # verl training steps (trainer.total_training_steps); the run takes about 9 minutes
     prompts_per_step: int = 32  # data.train_batch_size (16 a step did not move held-out accuracy in 24 steps)
     mini_batch_prompts: int = 4  # ppo_mini_batch_size: 8 actor updates per step
@@ -94,8 +95,10 @@ class TinyRun:
     def __post_init__(self):
         if self.estimator not in METHOD:
             raise ValueError(f"unknown estimator {self.estimator!r}; one of {sorted(METHOD)}")
+        if self.task not in PRESETS:
+            raise ValueError(f"unknown task {self.task!r}; one of {sorted(PRESETS)}")
         if self.out is None:
-            self.out = f"runs/tiny/{self.estimator}-seed{self.seed}"
+            self.out = f"runs/{'tiny' if self.task == 'arith' else self.task}/{self.estimator}-seed{self.seed}"
 
     @property
     def response_length(self) -> int:
@@ -111,7 +114,18 @@ class TinyRun:
     def warmup_config(self):
         from treerpo.tiny.warmup import WarmupConfig  # torch: only when a warm-up is needed
 
-        return WarmupConfig(seed=self.seed, held_out=self.val_problems, task_steps=self.task_steps)
+        if self.task == "arith":
+            return WarmupConfig(seed=self.seed, held_out=self.val_problems, task_steps=self.task_steps)
+        from treerpo.tiny.task import TASKS
+
+        return WarmupConfig(seed=self.seed, task=self.task, max_tokens=TASKS[self.task].max_response_tokens)
+
+    def val_files(self, data_dir: str) -> list[str]:
+        """The validation parquet files (treerpo.tiny.data): one per validation set."""
+        from treerpo.tiny.task import TASKS
+
+        sets = [vs.name for vs in TASKS[self.task].val_sets] or ["val"]
+        return [f"{data_dir}/{name}.parquet" for name in sets]
 
     def sizes(self, model_path: str, data_dir: str) -> list[str]:
         out = Path(self.out).resolve()
@@ -126,7 +140,8 @@ class TinyRun:
         return shape + [
             f"actor_rollout_ref.model.path={model_path}",
             f"data.train_files={data_dir}/train.parquet",
-            f"data.val_files={data_dir}/val.parquet",
+            "data.val_files=" + (self.val_files(data_dir)[0] if self.task == "arith"
+                                 else "[" + ",".join(self.val_files(data_dir)) + "]"),
             f"data.train_batch_size={self.prompts_per_step}",
             f"data.max_prompt_length={self.max_prompt_length}",
             f"data.max_response_length={self.response_length}",
@@ -147,10 +162,35 @@ class TinyRun:
         ] + ([f"tree.rollout.seed={self.seed}", f"actor_rollout_ref.rollout.seed={42 + self.seed}"]
              if self.seed else []) + [  # verl's default vLLM seed is 42
             "actor_rollout_ref.rollout.val_kwargs.do_sample=True", "actor_rollout_ref.rollout.val_kwargs.n=1",
-            f"actor_rollout_ref.rollout.val_kwargs.temperature={self.val_temperature}"]
+            f"actor_rollout_ref.rollout.val_kwargs.temperature={self.val_temperature}"] + (
+            [] if self.task == "arith" else [
+                # the data in stream order: a longer run of the same seed sees the same first prompts
+                "data.shuffle=False",
+                f"trainer.rollout_data_dir={out / 'rollouts'}",  # every training sample: group statistics
+            ])
 
     def overrides(self, model_path: str, data_dir: str) -> list[str]:
         return ["+preset=cpu", *RECIPE, *METHOD[self.estimator], *self.sizes(model_path, data_dir), *self.extra]
+
+
+# The sizes of each task's runs where they differ from TinyRun's defaults (which are `arith`'s).
+# `chains`: 3-5 operations, a worked solution of at most 50 tokens (5 lines of at most 8, then
+# the box), 64 with the OOD set's 6 lines. TreeRPO N=2 D=3 with branch points at tokens 8 and 24:
+# after the first line (6-7 tokens) and after about the third, so level 2 holds lines 2-3 and
+# level 3 the rest; TreePO segments of 8 tokens, about a line each; 8 leaves per prompt for every
+# method (GRPO n=8).
+PRESETS: dict[str, dict] = {
+    "arith": {},
+    "chains": dict(prompts_per_step=24, mini_batch_prompts=4, steps=16, test_freq=4, branching=2, depth=3,
+                   step_tokens=(8, 16, 40), leaves=8, segment_tokens=8, max_segments=8),
+}
+
+
+def tiny_run(task: str = "arith", **fields) -> TinyRun:
+    """A run of `task` with the task's sizes (PRESETS), `fields` overriding them."""
+    if task not in PRESETS:
+        raise ValueError(f"unknown task {task!r}; one of {sorted(PRESETS)}")
+    return TinyRun(task=task, **{**PRESETS[task], **fields})
 
 
 def _hydra(value) -> str:

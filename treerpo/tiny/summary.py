@@ -6,7 +6,7 @@ import math
 from pathlib import Path
 from typing import Optional
 
-from treerpo.tiny.metrics import val_key
+from treerpo.tiny.metrics import val_curve, val_keys
 from treerpo.tiny.recipe import TinyRun
 
 
@@ -16,14 +16,15 @@ def plot(rows: list[dict], path: Path, title: str) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    key = val_key(rows)
+    keys = val_keys(rows)
     fig, ax = plt.subplots(figsize=(6.4, 4.0))
     train = [(r["step"], r["critic/score/mean"]) for r in rows if "critic/score/mean" in r]
     if train:
         ax.plot(*zip(*train), color="C0", alpha=0.5, label="train reward (mean over leaves)")
-    if key:
+    for i, (name, key) in enumerate(keys.items()):
         val = [(r["step"], r[key]) for r in rows if key in r]
-        ax.plot(*zip(*val), "o-", color="C1", label=f"held-out accuracy ({key.rsplit('/', 1)[-1]})")
+        label = f"held-out accuracy ({key.rsplit('/', 1)[-1]})" if len(keys) == 1 else f"{name} ({key.rsplit('/', 1)[-1]})"
+        ax.plot(*zip(*val), "o-", color=f"C{i + 1}", label=label)
     ax.set_xlabel("verl training step")
     ax.set_title(title)
     ax.grid(alpha=0.3)
@@ -36,8 +37,9 @@ def plot(rows: list[dict], path: Path, title: str) -> None:
 def summarize(run: TinyRun, rows: list[dict], seconds: float, val_dir: Optional[Path] = None) -> dict:
     from treerpo.tiny.val_dump import run_change
 
-    key = val_key(rows)
-    val = [(r["step"], r[key]) for r in rows if key and key in r]
+    keys = val_keys(rows)
+    key = next(iter(keys.values())) if len(keys) == 1 else ("mean of " + ", ".join(keys) if keys else None)
+    val = val_curve(rows)
     return {
         "estimator": run.estimator,
         "seed": run.seed,

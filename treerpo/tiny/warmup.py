@@ -28,13 +28,14 @@ from tqdm import tqdm
 from treerpo.engines.local import LocalEngine
 from treerpo.reward.verifier import score_answer
 from treerpo.tiny.model import build_model, build_tokenizer
-from treerpo.tiny.task import Problem, problems
+from treerpo.tiny.task import TASKS, Problem, problems
 
 
 @dataclass(frozen=True)
 class WarmupConfig:
     seed: int = 0
-    task_steps: int = 2  # operations per problem
+    task: str = "arith"  # treerpo.tiny.task.TASKS: what the warm-up trains on and keeps out
+    task_steps: int = 2  # operations per problem of the `arith` task (`chains` has its own range)
     # model: a tiny Qwen2. head_dim = hidden / heads = 32, the smallest vLLM's CPU attention takes
     hidden: int = 128
     layers: int = 2
@@ -55,11 +56,28 @@ class WarmupConfig:
     max_tokens: int = 40
 
 
+def train_ops(cfg: WarmupConfig):
+    """Operations per training problem: `task_steps` for `arith`, the task's range otherwise."""
+    return cfg.task_steps if cfg.task == "arith" else TASKS[cfg.task].train_ops
+
+
 def held_out_problems(cfg: WarmupConfig) -> list[Problem]:
-    """The held-out problems, each once (verl's validation set in `treerpo train`); no training
-    batch holds one. The warm-up checks itself on the first `eval_problems` of them."""
-    return problems(cfg.eval_seed + cfg.seed, max(cfg.held_out, cfg.eval_problems), cfg.task_steps,
+    """The held-out problems of the training mix, each once; no training batch holds one. The
+    warm-up checks itself on the first `eval_problems` of them; for `arith` they are also verl's
+    validation set in `treerpo train`."""
+    return problems(cfg.eval_seed + cfg.seed, max(cfg.held_out, cfg.eval_problems), train_ops(cfg),
                     distinct=cfg.held_out_distinct)
+
+
+def val_sets(cfg: WarmupConfig) -> dict[str, list[Problem]]:
+    """The task's validation sets for this seed (`chains`: chain3 ... chain6), by name."""
+    return {vs.name: vs.problems(cfg.seed) for vs in TASKS[cfg.task].val_sets}
+
+
+def excluded_prompts(cfg: WarmupConfig) -> frozenset[str]:
+    """Every held-out prompt: neither the warm-up nor RL trains on one."""
+    held = held_out_problems(cfg) + [p for ps in val_sets(cfg).values() for p in ps]
+    return frozenset(p.prompt for p in held)
 
 
 def encode_prompt(tok, p: Problem) -> list[int]:
@@ -125,7 +143,7 @@ def warm_up(cfg: WarmupConfig, out: Optional[str | Path] = None, progress: bool 
                         kv_heads=cfg.kv_heads, intermediate=cfg.intermediate)
     torch.manual_seed(cfg.seed)
     rng = random.Random(cfg.seed + 1)
-    exclude = frozenset(p.prompt for p in held_out_problems(cfg))
+    exclude = excluded_prompts(cfg)
     held_out = held_out_problems(cfg)[: cfg.eval_problems]
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr)
     acc, step = greedy_accuracy(model.eval(), tok, held_out, cfg.max_tokens), 0
@@ -134,7 +152,7 @@ def warm_up(cfg: WarmupConfig, out: Optional[str | Path] = None, progress: bool 
     bar = tqdm(total=cfg.max_steps, desc="warm-up (supervised)", unit="step", disable=not progress)
     while acc < cfg.target_acc and step < cfg.max_steps:
         step += 1
-        batch = problems(rng.randrange(10**9), cfg.batch, cfg.task_steps, exclude=exclude)
+        batch = problems(rng.randrange(10**9), cfg.batch, train_ops(cfg), exclude=exclude)
         prompts = [encode_prompt(tok, p) for p in batch]
         targets = [tok.encode(p.solution, add_special_tokens=False) + [tok.eos_token_id] for p in batch]
         model.train()
