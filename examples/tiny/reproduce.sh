@@ -1,29 +1,23 @@
 #!/usr/bin/env bash
-# Miniature reproduction on CPU with verl's real trainer: GRPO vs TreeRPO vs TreePO on the bundled
-# arithmetic task with a tiny Qwen2, several seeds, each seed's three runs starting from one
-# shared supervised warm-up. Each run is `treerpo train` (verl_ext.main +preset=cpu, 16 steps, about
-# 9-11 minutes on 2 cores). Writes $OUT/<estimator>-seed<k>/ per run, then $OUT/results.md
-# (held-out accuracy before and after, mean and std over seeds) and $OUT/learning_curves.png.
-#   bash examples/tiny/reproduce.sh                       # 3 seeds x 3 estimators, about 90 minutes
-#   SEEDS="0 1" STEPS=24 OUT=runs/x bash examples/tiny/reproduce.sh
-# CHECK_ONLY=1: compose and validate every run's config (what the tests run), launch nothing.
+# The miniature reproduction on CPU with verl's real trainer: GRPO vs TreeRPO vs TreePO on the
+# `chains` task (3-5 operations; validation sets chain3, chain4, chain5 and chain6, longer than any
+# training chain), a tiny Qwen2, 5 seeds, each seed's three runs from one warm-up and one data order.
+# Each run is `treerpo train --task chains` (10-13 minutes on 2 cores); the whole grid takes about
+# 3 hours. Finished runs are skipped, so the command can be stopped and run again; `--resume` also
+# continues an unfinished run from its last checkpoint. It ends with the report: $OUT/results.md
+# (the tables with 95% CIs over seeds, paired by seed), $OUT/curves.png, $OUT/runs.json.
+#   bash examples/tiny/reproduce.sh                       # runs/chains, seeds 0-4
+#   bash examples/tiny/reproduce.sh --resume
+#   SEEDS="0 1" OUT=runs/x bash examples/tiny/reproduce.sh
+# CHECK_ONLY=1: compose and validate every run's config (what CI runs), launch nothing.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 PY=${PYTHON:-$([ -x .venv/bin/python ] && echo .venv/bin/python || echo python3)}
-OUT=${OUT:-runs/tiny}
-SEEDS=${SEEDS:-0 1 2}
-STEPS=${STEPS:-16}
+OUT=${OUT:-runs/chains}
+SEEDS=${SEEDS:-0 1 2 3 4}
 ESTIMATORS=${ESTIMATORS:-grpo treerpo treepo}
-mkdir -p "$OUT"
-for seed in $SEEDS; do
-  for est in $ESTIMATORS; do
-    args=(train --estimator "$est" --seed "$seed" --steps "$STEPS" --out "$OUT/$est-seed$seed")
-    if [ "${CHECK_ONLY:-0}" = "1" ]; then
-      "$PY" -m treerpo.cli "${args[@]}" --check-only
-      continue
-    fi
-    echo "seed $seed: $est"
-    "$PY" -m treerpo.cli "${args[@]}" | tail -2
-  done
-done
-[ "${CHECK_ONLY:-0}" = "1" ] || "$PY" -m treerpo.tiny.report "$OUT"
+args=(--out "$OUT" --seeds $SEEDS --estimators $ESTIMATORS)
+if [ "${CHECK_ONLY:-0}" = "1" ]; then
+  exec "$PY" -m treerpo.tiny.grid "${args[@]}" --check-only
+fi
+exec "$PY" -m treerpo.tiny.grid "${args[@]}" "$@"
