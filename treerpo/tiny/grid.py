@@ -9,13 +9,13 @@ Every run is `treerpo train --task chains` (verl's trainer on CPU, treerpo/tiny/
 made once) and see the same prompts in the same order (`data.shuffle=False` on the seed's stream).
 
 Budgets, both ways:
-  equal steps   every method validates at step 16 (test_freq 4) with equal prompts per step and
-                equal leaves per prompt (8): the papers' protocol
+  equal steps   every method validates at step 40 (test_freq 8) with equal prompts per step (32)
+                and equal leaves per prompt (8): the papers' protocol
   equal tokens  a tree decodes fewer tokens a step than flat sampling of the same leaves (about
-                0.66 of them for TreeRPO N=2 D=3 at this task's lengths, 0.75 for TreePO w=8 l=8),
-                so the tree runs go on past step 16 (STEPS) until their cumulative generated
-                tokens cover GRPO's at step 16; the report reads every curve at equal tokens and
-                at equal training seconds
+                0.64 of them for TreeRPO N=2 D=3 at this task's lengths, about 0.75 for TreePO
+                w=8 l=8), so the tree runs go on past step 40 (STEPS) until their cumulative
+                generated tokens cover GRPO's at step 40; the report reads every curve at equal
+                tokens and at equal training seconds
 
 A run whose `summary.json` exists is finished and skipped. Without `--resume`, an unfinished
 run starts over; with it, it continues from its last checkpoint (verl saves one at the end
@@ -36,7 +36,7 @@ from treerpo.tiny import recipe
 
 ESTIMATORS = ("grpo", "treerpo", "treepo")
 # steps per method: GRPO the papers' protocol length; the trees long enough to cover its tokens
-STEPS = {"grpo": 16, "treerpo": 24, "treepo": 22}
+STEPS = {"grpo": 40, "treerpo": 64, "treepo": 56}
 SEEDS = (0, 1, 2, 3, 4)
 
 
@@ -76,7 +76,7 @@ def main(argv=None) -> int:
 
         todo = [r for r in runs if not finished(r)]
         print(f"grid {out}: {len(runs)} runs, {len(runs) - len(todo)} finished, {len(todo)} to go "
-              f"(about 10-13 minutes each on 2 cores)", flush=True)
+              f"(6-10 minutes each on 2 cores with AVX-512)", flush=True)
         for i, run in enumerate(todo, 1):
             print(f"[{i}/{len(todo)}] {run.estimator} seed {run.seed}, {run.steps} steps -> {run.out}", flush=True)
             t0 = time.time()
