@@ -223,7 +223,7 @@ def test_malformed_topology_errors_name_the_uid(fn):
     uids, rewards, mask = hand_batch()
     cases = []
     u = uids.copy(); u[0] = "P-no-topology"; cases.append((u, "P-no-topology"))
-    u = uids.copy(); u[1] = uids[2]; cases.append((u, "same leaf"))  # duplicate leaf
+    u = uids.copy(); u[1] = uids[2]; cases.append((u, "two rows for the leaf"))  # duplicate leaf
     u = uids.copy(); u[1] = "P#tree1#0.1#4.6"; cases.append((u, "cannot have children"))  # a1 as a leaf
     u = uids.copy(); u[2] = "P#tree1#0.1.1#5.6.9"; cases.append((u, "disagree on where it ends"))
     u = uids.copy(); u[0] = "P#tree1#0.0#4.11"; cases.append((u, "only 10 tokens"))
@@ -236,6 +236,27 @@ def test_malformed_topology_errors_name_the_uid(fn):
     u = uids.copy(); u[0] = "pad123"  # padding uid with live tokens
     with pytest.raises(ValueError, match="padding row"):
         fn(rewards, mask, index=u, config=run_config())
+
+
+@pytest.mark.parametrize("fn", [treerpo_fn, treepo_fn])
+@pytest.mark.parametrize("value", [2.0, 0.5, -1.0])
+def test_a_mask_that_is_not_zero_or_one_is_an_error(fn, value):
+    uids, rewards, mask = hand_batch()
+    m = mask.clone()
+    m[3, 1] = value  # it would scale row 3's advantages by `value`
+    with pytest.raises(ValueError, match=f"uid '{uids[3]}': response_mask holds"):
+        fn(rewards, m, index=uids, config=run_config())
+
+
+@pytest.mark.parametrize("fn", [treerpo_fn, treepo_fn])
+def test_two_trees_under_one_prompt_uid_are_an_error(fn):
+    from tests.helpers import build_tree, rows_from_trees
+
+    a = build_tree("p", [(2, [(2, 1.0), (2, 0.0)]), (2, [(2, 1.0), (2, 1.0)])])
+    b = build_tree("p", [(2, [(2, 0.0), (2, 0.0)]), (2, [(2, 1.0), (2, 0.0)])])  # same shape, same uid
+    uids, rewards, mask = rows_from_trees([a, b])
+    with pytest.raises(ValueError, match="prompt uid 'p' has two rows for the leaf at path"):
+        fn(rewards, mask, index=uids, config=run_config())
 
 
 # ---- batches without real rows ----------------------------------------------

@@ -142,7 +142,8 @@ def build(uids: Sequence, response_mask: torch.Tensor) -> NodeTable:
 
     Nodes are found level by level: at depth k, rows with the same prompt and the same first k
     path entries share a node (np.unique over those keys). Raises ValueError (naming the uid) when
-    a row's topology is unreadable or contradicts another row's: the same leaf twice, a leaf that
+    a response_mask value is neither 0 nor 1, or a row's topology is unreadable or contradicts
+    another row's: the same leaf twice (two trees under one prompt uid), a leaf that
     another row passes through, a shared segment with two different ends, segments that end past
     the response, or mask-1 tokens after the last segment.
     """
@@ -150,6 +151,12 @@ def build(uids: Sequence, response_mask: torch.Tensor) -> NodeTable:
     b, t = response_mask.shape
     if len(uids) != b:
         raise ValueError(f"{len(uids)} uids for {int(b)} rows")
+    not_binary = ((response_mask != 0) & (response_mask != 1)).any(dim=1).nonzero()
+    if not_binary.numel():
+        r = int(not_binary[0])
+        bad = response_mask[r][(response_mask[r] != 0) & (response_mask[r] != 1)][0].item()
+        raise ValueError(f"uid {uids[r]!r}: response_mask holds {bad!r}; a mask is 0 or 1 (it would scale the "
+                         "row's advantages)")
     topo = topology.decode_batch(uids)
     real = ~topo.padding
     pad_rows = topo.padding.nonzero()[0]
@@ -211,7 +218,9 @@ def build(uids: Sequence, response_mask: torch.Tensor) -> NodeTable:
     if (counts > 1).any():
         dup = leaf_ids[counts > 1][0]
         r1, r2 = real_rows[leaf[real] == dup][:2]
-        raise ValueError(f"uids {uids[r1]!r} and {uids[r2]!r} are the same leaf")
+        raise ValueError(f"prompt uid {topo.prompt_uids[r1]!r} has two rows for the leaf at path "
+                         f"{tuple(topo.paths[r1, :topo.depth[r1]].tolist())} (uids {uids[r1]!r} and {uids[r2]!r}): two "
+                         "trees under one prompt uid, or a row repeated")
 
     # mask-1 tokens past a row's last segment belong to no node; only columns from the smallest
     # last end on can hold them, so only those are read
