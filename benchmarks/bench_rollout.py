@@ -25,7 +25,7 @@ every level waits for its slowest node) and the two wall times are printed.
     python -m benchmarks.bench_rollout --shape qwen2.5-1.5b --device cuda --dtype bfloat16
     python -m benchmarks.bench_rollout --engine vllm                    # vLLM, prefix caching on
     python -m benchmarks.bench_rollout --engine vllm --shape qwen2.5-1.5b --eos both   # on a GPU
-    VLLM_CPU_KVCACHE_SPACE=2 python -m benchmarks.bench_rollout --engine vllm --eager   # vLLM on CPU
+    python -m benchmarks.bench_rollout --engine vllm     # vLLM on CPU: 4 GiB KV cache, eager (the defaults there)
 
 Flags (a default of "engine" depends on --engine, as listed below):
   --engine local|vllm   local: treerpo.engines.local (transformers, no prefix cache); vllm:
@@ -46,7 +46,9 @@ Flags (a default of "engine" depends on --engine, as listed below):
                         float32 on vLLM's CPU backend (bf16 is emulated on CPUs without AVX-512
                         BF16: benchmarks/bench_cpu_dtype.py), bfloat16 elsewhere
   --max-batch B         local: largest batch; vllm: max_num_seqs (default 256)
-  --eager               vllm: enforce_eager (no CUDA graphs / torch.compile; minutes saved on CPU)
+  --eager / --no-eager  vllm: enforce_eager (no CUDA graphs / torch.compile); default: eager on vLLM's
+                        CPU backend (minutes saved), vLLM's default elsewhere. On CPU the KV cache
+                        is VLLM_CPU_KVCACHE_SPACE GiB, 4 unless set (treerpo/engines/vllm.py)
   --seed S              model and prompts (default 0)
 Keep --L and --l multiples of vLLM's KV block size (16 on GPUs, 32 on its CPU backend, printed):
 its prefix cache reuses whole blocks only.
@@ -266,7 +268,8 @@ def parse_args(argv=None):
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--dtype")
     ap.add_argument("--max-batch", type=int, default=256)
-    ap.add_argument("--eager", action="store_true", help="vllm: enforce_eager")
+    ap.add_argument("--eager", action=argparse.BooleanOptionalAction, default=None,
+                    help="vllm: enforce_eager (default: on for vLLM's CPU backend)")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)
     for k, v in DEFAULTS[args.engine].items():

@@ -24,8 +24,12 @@ on, so a tree's children reuse the KV blocks of their parent's prefix, as in ver
   the logits after temperature and top-k / top-p, i.e. LocalEngine's log_softmax(logits / T)
   whenever top_p = 1 and top_k is off.
 - Block size: vLLM's own default on GPUs (16); 32 on vLLM's CPU backend, whose default (128) is
-  the granularity of its prefix cache (verl_ext/config/preset/cpu.yaml says why). Nothing else
-  depends on the platform.
+  the granularity of its prefix cache (verl_ext/config/preset/cpu.yaml says why).
+- On vLLM's CPU backend (`cpu_settings`), unless the caller says otherwise: the KV cache gets
+  CPU_KVCACHE_GIB (4 GiB, `VLLM_CPU_KVCACHE_SPACE`) and the engine runs eager (no torch.compile).
+  Left to itself vLLM sized its CPU cache from the host's memory and grew to 22.5 of 24 GiB in
+  5 minutes of the rollout benchmark; compiling costs minutes on 2 cores. Nothing else depends
+  on the platform.
 - One event loop: AsyncLLM binds its output tasks and sockets to the loop of its first request,
   so an engine serves the loop it was first used in (a call from another loop is refused with a
   clear error rather than hanging). Scripts that start vLLM need an `if __name__ == "__main__":`
@@ -40,6 +44,18 @@ import itertools
 from typing import Any, Optional
 
 from treerpo.engines.local import LocalTokenOutput
+
+
+CPU_KVCACHE_GIB = 4  # the KV cache the CPU benchmarks were measured with (docs/BENCHMARKS.md)
+
+
+def cpu_settings(enforce_eager: Optional[bool], is_cpu: bool, environ: dict) -> bool:
+    """On vLLM's CPU backend: VLLM_CPU_KVCACHE_SPACE set to CPU_KVCACHE_GIB in `environ` where
+    unset (vLLM's engine process inherits it), and eager unless the caller chose. Returns
+    enforce_eager (the caller's choice, else True on CPU and False elsewhere)."""
+    if is_cpu:
+        environ.setdefault("VLLM_CPU_KVCACHE_SPACE", str(CPU_KVCACHE_GIB))
+    return bool(is_cpu) if enforce_eager is None else bool(enforce_eager)
 
 
 def default_block_size() -> Optional[int]:
@@ -96,13 +112,18 @@ class VLLMEngine:
 
     @classmethod
     def from_model(cls, model: str, *, seed: int = 0, dtype: str = "auto", max_model_len: Optional[int] = None,
-                   block_size: Optional[int] = None, enforce_eager: bool = False,
+                   block_size: Optional[int] = None, enforce_eager: Optional[bool] = None,
                    logprobs_mode: str = "processed_logprobs", default_max_tokens: int = 256,
                    **engine_kwargs: Any) -> "VLLMEngine":
-        """Start vLLM on a model directory or hub id, prefix caching on; extra kwargs go to AsyncEngineArgs."""
+        """Start vLLM on a model directory or hub id, prefix caching on; extra kwargs go to AsyncEngineArgs.
+        `enforce_eager=None`: eager on vLLM's CPU backend, vLLM's default elsewhere (`cpu_settings`)."""
+        import os
+
         from vllm.engine.arg_utils import AsyncEngineArgs
+        from vllm.platforms import current_platform
         from vllm.v1.engine.async_llm import AsyncLLM
 
+        enforce_eager = cpu_settings(enforce_eager, current_platform.is_cpu(), os.environ)
         block_size = block_size if block_size is not None else default_block_size()
         args = AsyncEngineArgs(model=model, seed=seed, dtype=dtype, max_model_len=max_model_len,
                                block_size=block_size, enable_prefix_caching=True, enforce_eager=enforce_eager,
