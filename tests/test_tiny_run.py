@@ -3,7 +3,6 @@
 (verl's run itself is in tests/test_verl_e2e.py.)"""
 
 import json
-import math
 
 import pandas as pd
 import pytest
@@ -13,7 +12,7 @@ from verl.utils.dataset.rl_dataset import RLHFDataset
 from treerpo.tiny.model import build_tokenizer
 from treerpo.tiny.task import problems
 from treerpo.tiny.warmup import WarmupConfig, greedy_accuracy, held_out_problems, warm_up
-from treerpo.tiny import base, data, launch, metrics, recipe, report, summary
+from treerpo.tiny import base, data, launch, metrics, recipe, summary
 
 SMALL = WarmupConfig(hidden=64, layers=1, heads=2, kv_heads=1, intermediate=64, batch=8, max_steps=3, eval_every=2,
                      eval_problems=8, target_acc=1.1)
@@ -197,12 +196,7 @@ def test_metrics_summary_plot_and_report(tmp_path):
     write_run(tmp_path, "grpo", 0, {0: 0.25, 3: 0.35})
     rows = metrics.read_metrics(tmp_path / "treerpo-seed0" / "metrics.jsonl")
     summary.plot(rows, tmp_path / "curve.png", "t")
-    assert (tmp_path / "curve.png").stat().st_size > 0
-    assert report.main([str(tmp_path)]) == 0
-    res = json.loads((tmp_path / "results.json").read_text())
-    assert res["treerpo"]["seeds"] == 2 and math.isclose(res["treerpo"]["change"][0], 0.0, abs_tol=1e-9)
-    assert math.isclose(res["grpo"]["final"][0], 35.0)
-    assert "| grpo | 1 |" in (tmp_path / "results.md").read_text()
+    assert (tmp_path / "curve.png").stat().st_size > 0  # the grid's report is tests/test_report.py's
 
 
 def test_cli_tree_shape_flags_reach_the_run(monkeypatch, capsys):

@@ -76,7 +76,7 @@ def test_extraction():
 
 
 REWARD_KEYS = {"score", "acc", "pred", "verify_method", "verify_ms", "verify_timeout", "verify_timeouts_total",
-               "bad_ground_truth"}
+               "bad_ground_truth", "reward_error"}
 
 
 def test_reward_function_shape():
@@ -89,7 +89,24 @@ def test_reward_function_shape():
     assert compute_score("x", "\\boxed{3}", "4", incorrect_score=-1.0)["score"] == -1.0
     assert set(compute_score("x", "no box", "4")) == REWARD_KEYS  # the same keys on every path
     assert set(compute_score("x", "\\boxed{4}", None)) == REWARD_KEYS
-    assert out["bad_ground_truth"] == 0
+    assert out["bad_ground_truth"] == 0 and out["reward_error"] == 0
+
+
+def test_a_reward_function_error_is_a_counted_logged_zero(monkeypatch, caplog):
+    """A sample whose scoring raises scores incorrect_score with reward_error=1 and the same keys;
+    the run goes on (verl would drop the sample and refill it, forever if every one raised)."""
+    import verl_ext.reward as reward
+
+    def boom(*a, **k):
+        raise TypeError("unexpected input")
+
+    monkeypatch.setattr(reward, "score_answer", boom)
+    monkeypatch.setattr(reward, "_errors", 0)
+    with caplog.at_level("ERROR", logger="verl_ext.reward"):
+        out = [reward.compute_score("x", "\\boxed{4}", "4", incorrect_score=-1.0) for _ in range(3)]
+    assert all(set(o) == REWARD_KEYS and o["score"] == -1.0 and o["reward_error"] == 1 for o in out)
+    assert out[0]["verify_method"] == "reward_error"
+    assert sum("reward function raised" in r.message for r in caplog.records) == 1  # logged once
 
 
 def test_reward_extra_info_reports_latency_and_timeouts():

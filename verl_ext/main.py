@@ -8,10 +8,10 @@ as verl's do: start a Ray cluster, then launch this on the head node with traine
 
 from __future__ import annotations
 
+import os
+
 import hydra
 from omegaconf import DictConfig
-
-import os
 
 from verl_ext.plugin import PACK_ENV
 from verl_ext.tree_config import advantage_options, rollout_options, train_pack
@@ -47,11 +47,29 @@ def check_config(config: DictConfig) -> None:
                          "actor_rollout_ref.rollout.agent.default_agent_loop=tree_agent")
 
 
+def trim_tree_dump(config: DictConfig) -> None:
+    """On a resume (verl's trainer.resume_mode=auto, its default, with a checkpoint tracker in
+    trainer.default_local_dir): drop the tree dump's records of steps after the checkpoint, which
+    the resumed run samples again, so that every step's trees appear once."""
+    dump = config.get("tree", {}).get("rollout", {}).get("dump_path")
+    if not dump or config.trainer.get("resume_mode", "auto") != "auto":
+        return
+    tracker = os.path.join(str(config.trainer.default_local_dir), "latest_checkpointed_iteration.txt")
+    try:
+        step = int(open(tracker).read().strip())
+    except (OSError, ValueError):
+        return  # no checkpoint: verl starts from step 0 and appends
+    from treerpo.tree.record import keep_steps
+
+    keep_steps(dump, step)
+
+
 @hydra.main(config_path="config", config_name="tree_ppo_trainer", version_base=None)
 def main(config: DictConfig) -> None:
     from verl.trainer.main_ppo import TaskRunnerV1, run_ppo
 
     check_config(config)
+    trim_tree_dump(config)
     if train_pack(config):
         # read by verl_ext.plugin in every process Ray starts from here (environment inherited,
         # as verl passes VERL_FULL_DETERMINISM, verl/trainer/main_ppo.py:47)

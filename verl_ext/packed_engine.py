@@ -19,7 +19,7 @@ key, `verl/workers/engine/base.py:387`, so `install` replaces the entries). Test
 model against verl's `ppo_loss` (tests/test_packed_engine.py) and in verl's trainer against an
 unpacked run from the same state (tests/test_verl_e2e.py::test_packed_training_matches_unpacked;
 the update's metrics report `tree_pack/*`, proof that this path ran in the workers). Not done,
-see README "Packed training": the micro-batches are verl's (`prepare_micro_batches`,
+see docs/PACKING.md: the micro-batches are verl's (`prepare_micro_batches`,
 `transformer_impl.py:737`, may split a tree: still exact, less saving).
 """
 

@@ -18,6 +18,9 @@ every call returns the same keys, as verl needs:
                            ran past `timeout`; its mean over a batch is the timeout rate
     verify_timeouts_total  int, timeouts so far in this scoring process (cumulative, so its max over
                            a step is the process's running count)
+    reward_error           int 0/1, scoring this sample raised (a bug or an input nothing expected): it
+                           scores incorrect_score, the first traceback of the process is logged, and
+                           the run goes on; its mean over a batch is the error rate
     bad_ground_truth       int 0/1, the row's ground truth is no answer (None, NaN or infinite, empty
                            text, a bool, dict, list or other non-answer type; see the verifier's
                            docstring): the response scores incorrect_score whatever it says, and
@@ -36,7 +39,7 @@ from __future__ import annotations
 import logging
 import threading
 
-from treerpo.reward.verifier import DEFAULT_TIMEOUT_S, score_answer, verifier_stats
+from treerpo.reward.verifier import DEFAULT_TIMEOUT_S, Verdict, score_answer, verifier_stats
 
 logger = logging.getLogger(__name__)
 
@@ -65,9 +68,22 @@ def _warn_bad_ground_truth(data_source, ground_truth) -> None:
                    "(counted as bad_ground_truth)", text, data_source)
 
 
+_errors = 0  # reward computations that raised, in this scoring process
+
+
 def compute_score(data_source, solution_str, ground_truth, extra_info=None, correct_score: float = 1.0,
                   incorrect_score: float = 0.0, timeout: float = DEFAULT_TIMEOUT_S, **kwargs) -> dict:
-    verdict = score_answer(solution_str, ground_truth, timeout=timeout)
+    global _errors
+    try:
+        verdict = score_answer(solution_str, ground_truth, timeout=timeout)
+    except Exception:  # a failing sample must not stop the run (verl would drop and refill it)
+        with _warned_lock:
+            _errors += 1
+            first = _errors == 1
+        if first:
+            logger.exception("the reward function raised on a sample (data_source %r); it scores incorrect_score "
+                             "and is counted in reward_error (logged once per process)", data_source)
+        verdict = Verdict(False, None, "reward_error")
     bad_truth = verdict.method == "bad_ground_truth"
     if bad_truth:
         _warn_bad_ground_truth(data_source, ground_truth)
@@ -80,4 +96,5 @@ def compute_score(data_source, solution_str, ground_truth, extra_info=None, corr
         "verify_timeout": int(verdict.method == "timeout"),
         "verify_timeouts_total": verifier_stats()["timeouts"],
         "bad_ground_truth": int(bad_truth),
+        "reward_error": int(verdict.method == "reward_error"),
     }

@@ -27,7 +27,6 @@ written to `<out>/` at the end, or alone with `--report-only`.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path

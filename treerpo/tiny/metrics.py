@@ -68,20 +68,24 @@ def step_tokens(row: dict, rows_per_step: int) -> float:
     segment once); for flat sampling every row's response, `response_length/mean` x rows."""
     if "tree/generated_tokens" in row:
         return float(row["tree/generated_tokens"])
+    if "response_length/mean" not in row:
+        raise ValueError(f"step {row['step']} has neither tree/generated_tokens nor response_length/mean: "
+                         "its generated tokens are unknown")
     return float(row["response_length/mean"]) * rows_per_step
 
 
 def validations(rows: list[dict], rows_per_step: int) -> list[dict]:
     """Per validation: step, accuracy per set and their mean, and what the run had spent by then:
-    cumulative generated tokens and training seconds (verl's `timing_s/step`, which leaves out
-    start-up and validation) over the steps up to and including it."""
+    cumulative generated tokens and training seconds over the steps up to and including it. A
+    step's seconds are verl's `timing_s/step` less its `timing_s/save_checkpoint` (verl saves
+    inside the step timer; start-up and validation are outside it)."""
     keys = val_keys(rows)
     tokens = seconds = 0.0
     out = []
     for r in rows:
         if "critic/score/mean" in r:  # a training step
             tokens += step_tokens(r, rows_per_step)
-            seconds += float(r.get("timing_s/step", 0.0))
+            seconds += float(r.get("timing_s/step", 0.0)) - float(r.get("timing_s/save_checkpoint", 0.0))
         if keys and all(k in r for k in keys.values()):
             acc = {name: float(r[k]) for name, k in keys.items()}
             out.append({"step": r["step"], "acc": acc, "mean": sum(acc.values()) / len(acc),

@@ -6,8 +6,9 @@ The starting checkpoint is the shipped warm-up of seed 0 (examples/tiny/base-see
 39% of held-out problems greedy) when present, else a random tiny Qwen2 (whose leaves never
 box an answer: every reward 0). Problems are held-out problems of the arithmetic task; each leaf
 is scored by the project's verifier against the problem's answer, and every tree is written by
-treerpo.tools.tree_dump exactly as the verl agent loop writes `tree.rollout.dump_path`. It is how
-the viewer's tests and the README's screenshot get a real dump.
+treerpo.advantages.per_tree.tree_record exactly as the verl agent loop writes
+`tree.rollout.dump_path`. It is how the viewer's tests and its screenshot (docs/VIEWER.md) get a
+real dump.
 """
 
 from __future__ import annotations

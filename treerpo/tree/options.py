@@ -149,7 +149,8 @@ class RolloutOptions:
     """Safety bound on sampling rounds per tree (TreeRPO: on its depth); exceeding it raises rather
     than hangs."""
     dump_path: Optional[str] = None
-    """If set, append every sampled tree as one JSON line to this file (see treerpo.tools.tree_dump)."""
+    """If set, append every sampled tree as one JSON line to this file (the record of
+    treerpo/tree/record.py, with the tree's own advantages of treerpo/advantages/per_tree.py)."""
 
     def __post_init__(self) -> None:
         def bad(name, why):

@@ -106,3 +106,18 @@ def read_records(path: str, step: Optional[int] = None, prompt: Optional[str] = 
             if prompt is not None and not str(rec.get("prompt_uid", "")).startswith(prompt):
                 continue
             yield rec
+
+
+def keep_steps(path, last_step: int) -> int:
+    """Rewrite the dump at `path` keeping the records of steps <= `last_step` (a resumed run samples
+    the later steps again); atomic (temporary file, then rename). Returns the records dropped."""
+    if not os.path.exists(path):
+        return 0
+    with open(path, encoding="utf-8") as f:
+        lines = [line for line in f if line.strip()]
+    kept = [line for line in lines if (json.loads(line).get("step") or 0) <= last_step]
+    tmp = f"{path}.tmp"
+    with open(tmp, "w", encoding="utf-8") as f:
+        f.writelines(line if line.endswith("\n") else line + "\n" for line in kept)
+    os.replace(tmp, path)
+    return len(lines) - len(kept)
