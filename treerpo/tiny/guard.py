@@ -39,7 +39,9 @@ from typing import Optional
 
 # (pattern in verl's output, what died): the first match ends the run
 FATAL = [
-    (re.compile(r"EngineDeadError|EngineCore encountered a fatal error"), "verl's vLLM engine"),
+    (re.compile(r"EngineDeadError|EngineCore encountered a fatal error|Engine core proc\w* .*died|"
+                r"engine core exited unexpectedly"),
+     "verl's vLLM engine"),
     (re.compile(r"ActorDiedError|RayActorError|The actor died unexpectedly|Worker unexpectedly exits"),
      "a Ray worker of verl"),
     (re.compile(r"RaySystemError|GcsUnavailable|Failed to connect to GCS"), "Ray's cluster"),
