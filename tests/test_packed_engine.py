@@ -20,6 +20,7 @@ from verl.workers.utils.padding import no_padding_2_padding
 
 from treerpo.tiny.model import build_model
 from treerpo.training.tree_batch import grow_tree, verl_rows
+from treerpo.training import tree_attention
 from verl_ext import packed_engine
 
 VOCAB = 259
@@ -92,10 +93,33 @@ def test_packed_forward_step_equals_verls(credit, monkeypatch):
         results.append((loss.item(), lp, ent, grads, data["response_mask"].bool()))
     (l_u, lp_u, ent_u, g_u, keep), (l_p, lp_p, ent_p, g_p, _) = results
     keep[-1] = False
-    assert calls == [1] and model.config._attn_implementation == "sdpa"  # the packed path ran, then restored
+    assert calls == [1]  # the packed path ran
+    assert model.config._attn_implementation == tree_attention.NAME  # kept: sdpa for calls without a plan
     assert abs(l_u - l_p) <= 1e-5 * max(1.0, abs(l_u))
     assert (lp_u - lp_p)[keep].abs().max() <= 1e-5
     assert (ent_u - ent_p)[keep].abs().max() <= 1e-5
+    for name, gu in g_u.items():
+        assert gu.norm() > 0 and (gu - g_p[name]).norm() / gu.norm() <= 1e-4, name
+
+
+@pytest.mark.parametrize("reentrant", [False, True])
+def test_packed_forward_step_with_gradient_checkpointing(reentrant):
+    """The GPU recipe turns gradient checkpointing on: backward recomputes each layer, and the
+    recompute must take the tree attention the forward took (the model stays switched)."""
+    loss_fn = functools.partial(ppo_loss, actor_config())
+    results = []
+    for cls in (FSDPEngineWithLMHead, packed_engine._engine_class()):
+        model = build_model(VOCAB, seed=0, layers=3).float()
+        model.set_attn_implementation("sdpa")
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": reentrant})
+        model.train()
+        eng = engine(cls, model)
+        data = micro_batch("every_row")
+        loss, out = eng.forward_step(data, loss_function=loss_fn, forward_only=False)
+        loss.backward()
+        results.append((loss.item(), {n: p.grad.clone() for n, p in model.named_parameters()}))
+    (l_u, g_u), (l_p, g_p) = results
+    assert abs(l_u - l_p) <= 1e-5 * max(1.0, abs(l_u))
     for name, gu in g_u.items():
         assert gu.norm() > 0 and (gu - g_p[name]).norm() / gu.norm() <= 1e-4, name
 

@@ -54,7 +54,7 @@ def packed(model, rows, attention="dense"):
     else:
         tree_attention.register()
         model.set_attn_implementation(tree_attention.NAME)
-        extra = {"tree_plan": tree_attention.segment_plan(pk)}
+        extra = {"tree_plan": tree_attention.plan(pk, attention)}
     try:
         logits = model(input_ids=pk.input_ids, position_ids=pk.position_ids, **extra).logits
     finally:
@@ -136,20 +136,9 @@ def test_segment_plan_by_hand():
     assert torch.equal(dense, pk.attention[0, 0])
 
 
-def test_micro_batches_keep_trees_whole():
-    rows = batch(SHAPES[4])
-    groups = packing.tree_micro_batches(rows.uids, max_rows=5)
-    assert sorted(r for g in groups for r in g) == list(range(len(rows.uids)))
-    prompt = [u.split("#")[0] for u in rows.uids]
-    for g in groups:
-        for other in groups:
-            if other is not g:
-                assert not {prompt[r] for r in g if not rows.uids[r].startswith("pad")} & {prompt[r] for r in other}
-
-
 # ---- exactness on the tiny model ----------------------------------------------------------
 
-@pytest.mark.parametrize("attention", ["dense", "segments"])
+@pytest.mark.parametrize("attention", ["dense", "segments", "flex"])
 @pytest.mark.parametrize("shape", SHAPES, ids=[s[0] for s in SHAPES])
 def test_packed_logprobs_and_entropies_equal_unpacked(model, shape, attention):
     rows = batch(shape)
@@ -160,6 +149,21 @@ def test_packed_logprobs_and_entropies_equal_unpacked(model, shape, attention):
     assert (lp_u - lp_p)[keep].abs().max() <= 1e-5
     assert (ent_u - ent_p)[keep].abs().max() <= 1e-5
     assert (lp_p[~keep] == 0).all() and (ent_p[~keep] == 0).all()
+
+
+def test_flex_attention_has_no_backward_on_cpu(model):
+    """FlexAttention's forward runs on CPU (torch 2.13), its backward only on an accelerator: the
+    kernel "auto" picks the per-node blocks there (`tree_attention.plan`)."""
+    rows = batch(SHAPES[0])
+    pk = packing.pack(rows.input_ids, rows.attention_mask, rows.position_ids, rows.uids, rows.response_length)
+    assert isinstance(tree_attention.plan(pk, "auto", "cpu"), tree_attention.SegmentPlan)
+    tree_attention.register()
+    model.set_attn_implementation(tree_attention.NAME)
+    try:
+        with pytest.raises(NotImplementedError, match="backward on CPU"):
+            model(input_ids=pk.input_ids, position_ids=pk.position_ids, tree_plan=tree_attention.plan(pk, "flex")).logits
+    finally:
+        model.set_attn_implementation("sdpa")
 
 
 def test_positions_matter(model):
@@ -209,3 +213,47 @@ def test_policy_loss_gradients_equal_unpacked(model, shape, credit, forward):
         g_p = grads[1][name]
         assert g_u.norm() > 0, name
         assert (g_u - g_p).norm() / g_u.norm() <= 1e-4, name
+
+
+def saved_bytes(fn, logits) -> int:
+    """Bytes autograd keeps for backward while `fn` runs, apart from the logits' own storage."""
+    total = [0]
+    own = logits.untyped_storage().data_ptr()
+
+    def pack_hook(t):
+        if t.untyped_storage().data_ptr() != own:
+            total[0] += t.numel() * t.element_size()
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack_hook, lambda t: t):
+        out = fn()
+    sum(o.sum() for o in out if o is not None).backward()
+    return total[0]
+
+
+def test_log_prob_path_keeps_no_vocabulary_sized_tensor():
+    """A large-vocabulary pack (S L = 1536 positions, V = 32768: 201 MB of float32 logits): the
+    log-prob and entropy path keeps O(S L) for backward, far below one float32 copy of the logits
+    (the path that took logsumexp and softmax over the whole pack kept three)."""
+    rng = random.Random(0)
+    vocab = 32768
+    trees = [grow_tree(rng, f"p{i}", 64, [4, 4], 32, vocab) for i in range(3)]
+    rows = verl_rows(trees)
+    pk = packing.pack(rows.input_ids, rows.attention_mask, rows.position_ids, rows.uids, rows.response_length)
+    s, length = pk.input_ids.shape
+    logits = torch.randn(s, length, vocab, requires_grad=True)
+    full = logits.numel() * 4
+    kept = saved_bytes(lambda: packing.response_logprobs(logits, pk, rows.input_ids, chunk_rows=256), logits)
+    assert kept <= 64 * (s * length + rows.input_ids.numel()), (kept, full)  # the stated bound: O(S L + B T)
+    assert kept < full / 100
+
+    def whole_pack():  # log-softmax and softmax over every position at once
+        lse = torch.logsumexp(logits.float(), -1)
+        ent = lse - (torch.softmax(logits.float(), -1) * logits.float()).sum(-1)
+        return lse, ent
+
+    assert saved_bytes(whole_pack, logits) >= full  # what chunking avoids
+    # and the values agree with the unchunked computation
+    lp, ent = packing.response_logprobs(logits.detach(), pk, rows.input_ids, chunk_rows=256)
+    lp_all, ent_all = packing.response_logprobs(logits.detach(), pk, rows.input_ids, chunk_rows=s * length)
+    assert torch.allclose(lp, lp_all) and torch.allclose(ent, ent_all)

@@ -12,15 +12,21 @@ replaces the middle (inputs, model, outputs) by the packed forward and hands ver
 `model_output`: `ppo_loss` (`verl/workers/utils/losses.py:57`), its policy loss, entropy and KL
 terms run unchanged, and backward flows through the gather into the shared computation.
 
-What is done: the glue below (verl's nested micro-batch -> packed trees -> verl's nested output),
-the engine subclass, and `install()`, which puts it in verl's `EngineRegistry` in place of
-`FSDPEngineWithLMHead` for language models (the registry refuses a second registration of a
-key, `verl/workers/engine/base.py:387`, so `install` replaces the entries). Tested on the tiny
-model against verl's `ppo_loss` (tests/test_packed_engine.py) and in verl's trainer against an
-unpacked run from the same state (tests/test_verl_e2e.py::test_packed_training_matches_unpacked;
-the update's metrics report `tree_pack/*`, proof that this path ran in the workers). Not done,
-see docs/PACKING.md: the micro-batches are verl's (`prepare_micro_batches`,
-`transformer_impl.py:737`, may split a tree: still exact, less saving).
+Micro-batches: with dynamic batching on (the recipes' setting), `forward_backward_batch` runs
+verl's loop on tree-aware micro-batches (`tree_micro_batches`, treerpo/training/microbatch.py):
+whole trees, or subtree pieces of a tree over the budget, with the budget
+(`ppo_max_token_len_per_gpu`, `log_prob_max_token_len_per_gpu`) counted in packed tokens; verl's
+loss aggregation over the global token count is unchanged. The model is switched for good to the
+tree attention over its own (`tree_attention.use`): calls with a tree plan take the tree kernel,
+all others (validation, the recompute of gradient checkpointing included) behave as before.
+
+`install()` puts the engine in verl's `EngineRegistry` in place of `FSDPEngineWithLMHead` for
+language models, under both FSDP strategies (`fsdp`, `fsdp2`; on CPU only FSDP2 runs, FSDP1 asks
+for an accelerator); the registry refuses a second registration of a key
+(`verl/workers/engine/base.py:387`), so `install` replaces the entries. Tested on the tiny model
+against verl's `ppo_loss` (tests/test_packed_engine.py, tests/test_microbatch.py) and in verl's
+trainer against an unpacked run from the same state (tests/test_verl_e2e.py); the update's metrics
+report `tree_pack/*`, proof that this path ran in the workers (docs/PACKING.md).
 """
 
 from __future__ import annotations
@@ -29,7 +35,7 @@ from contextlib import nullcontext
 
 import torch
 
-from treerpo.training import packing, tree_attention
+from treerpo.training import microbatch, packing, tree_attention
 from treerpo.tree import topology
 
 PACKED_RATIO = "tree_pack/packed_over_unpacked_tokens"  # per micro-batch, packed / unpacked actor tokens
@@ -60,17 +66,23 @@ def to_nested(values: torch.Tensor, p_lens: torch.Tensor, r_lens: torch.Tensor) 
         torch.cat([p_lens.new_zeros(1), p_lens + r_lens]), 0).to(values.device))
 
 
+KERNEL_ENV = "TREERPO_TREE_KERNEL"  # segments | flex | auto (default): tree_attention.plan's kernel
+
+
 def packed_model_output(module, micro_batch, uids, calculate_entropy: bool, temperature=1.0) -> tuple[dict, dict]:
     """verl's `model_output` for a micro-batch of tree rows, computed with one packed sequence per
-    tree and per-node attention blocks (the module must use `tree_attention.NAME`), and the
-    micro-batch's token counts (`packing.token_counts`)."""
+    tree and the tree attention (the module must use `tree_attention.use`), and the micro-batch's
+    token counts (`packing.token_counts`). The log-prob path is chunked (`packing.response_logprobs`)."""
+    import os
+
     input_ids, mask, position_ids, r, p_lens, r_lens = rows_from_nested(micro_batch["prompts"], micro_batch["responses"])
     mask_cpu = mask.cpu()
     pk_cpu = packing.pack(input_ids.cpu(), mask_cpu, position_ids.cpu(), uids, r)  # the plans are built on CPU
-    pk, plan = pk_cpu.to(input_ids.device), tree_attention.segment_plan(pk_cpu).to(input_ids.device)
+    pk = pk_cpu.to(input_ids.device)
+    plan = tree_attention.plan(pk_cpu, os.environ.get(KERNEL_ENV, "auto"), input_ids.device)
     logits = module(input_ids=pk.input_ids, position_ids=pk.position_ids, tree_plan=plan, use_cache=False).logits
-    logits = logits.float() / temperature
-    log_probs, entropy = packing.response_logprobs(logits, pk, input_ids, with_entropy=calculate_entropy)
+    log_probs, entropy = packing.response_logprobs(logits, pk, input_ids, with_entropy=calculate_entropy,
+                                                   temperature=temperature)
     out = {"log_probs": to_nested(log_probs, p_lens, r_lens)}
     if calculate_entropy:
         out["entropy"] = to_nested(entropy, p_lens, r_lens)
@@ -97,6 +109,45 @@ def scalar_temperature(temperature) -> float:
     return float(temperature)
 
 
+def tree_micro_batches(data, max_tokens: int, dp_group=None):
+    """verl's `prepare_micro_batches` for a batch of tree rows with dynamic batching on: whole
+    trees (or subtree pieces) per micro-batch, the budget counted in packed tokens
+    (`treerpo.training.microbatch`), the same number of micro-batches on every data-parallel rank
+    (as verl's `rearrange_micro_batches`: the fewest that fit on every rank). Returns the
+    micro-batches and their row indices (verl's `restore_dynamic_batch` puts outputs back)."""
+    import torch.distributed as dist
+    from verl.utils import tensordict_utils as tu
+
+    uids = micro_batch_uids(data)
+    prompt_lengths = data["prompts"].offsets().diff().tolist()
+    items = microbatch.units(uids, prompt_lengths, max_tokens)
+    k = max(microbatch.lower_bound(items, max_tokens), len(microbatch.plan(items, max_tokens)))
+    sync = dist.is_initialized() and dp_group is not None
+    while True:
+        if sync:  # every rank must run as many micro-batches (FSDP's collectives pair them up)
+            t = torch.tensor([k], device=data["prompts"].device)
+            dist.all_reduce(t, op=dist.ReduceOp.MAX, group=dp_group)
+            k = int(t.item())
+        budget = max_tokens
+        while len(items) < k:  # fewer units than micro-batches: split trees further
+            budget //= 2
+            finer = microbatch.units(uids, prompt_lengths, max(budget, 1))
+            if len(finer) == len(items) or budget <= 1:
+                raise ValueError(f"{len(items)} trees and pieces cannot fill the {k} micro-batches another rank needs")
+            items = finer
+        groups = microbatch.partition(items, k)
+        ok = microbatch.fits(items, groups, max_tokens)
+        if sync:
+            t = torch.tensor([int(ok)], device=data["prompts"].device)
+            dist.all_reduce(t, op=dist.ReduceOp.MIN, group=dp_group)
+            ok = bool(t.item())
+        if ok:
+            break
+        k += 1
+    indices = [sorted(r for i in g for r in items[i].rows) for g in groups]
+    return [tu.index_select_tensor_dict(data, idx) for idx in indices], indices
+
+
 def _engine_class():
     from verl.utils import tensordict_utils as tu
     from verl.utils.device import get_device_id
@@ -104,6 +155,28 @@ def _engine_class():
 
     class TreePackedEngine(FSDPEngineWithLMHead):
         """verl's FSDP LM engine whose forward packs the trees of a micro-batch (module docstring)."""
+
+        def forward_backward_batch(self, data, loss_function, forward_only=False):
+            """verl's loop, with tree-aware micro-batches when the batch holds tree rows and dynamic
+            batching is on. verl builds its micro-batches with the module-level function
+            `prepare_micro_batches` (verl/workers/engine/fsdp/transformer_impl.py:737) and offers no
+            hook for it, so that one name is pointed at `tree_micro_batches` for the duration of
+            this call (one engine call at a time per worker process); everything else, loss
+            aggregation with the global token count included, is verl's. A verl hook would replace
+            this: an engine method `prepare_micro_batches(data)` that the loop calls instead."""
+            from verl.workers.engine.fsdp import transformer_impl as impl
+
+            use_dynamic = tu.get_non_tensor_data(data=data, key="use_dynamic_bsz", default=True)
+            if not use_dynamic or micro_batch_uids(data) is None or "max_token_len_per_gpu" not in data.keys():
+                return super().forward_backward_batch(data, loss_function, forward_only)
+            sp = tu.get_non_tensor_data(data=data, key="sp_size", default=1)
+            budget = int(data["max_token_len_per_gpu"]) * int(sp)
+            verls = impl.prepare_micro_batches
+            impl.prepare_micro_batches = lambda data, dp_group=None, **kwargs: tree_micro_batches(data, budget, dp_group)
+            try:
+                return super().forward_backward_batch(data, loss_function, forward_only)
+            finally:
+                impl.prepare_micro_batches = verls
 
         def forward_step(self, micro_batch, loss_function, forward_only):
             uids = micro_batch_uids(micro_batch)
@@ -117,7 +190,10 @@ def _engine_class():
             device_type = micro_batch["prompts"].device.type
             autocast = lambda: (torch.autocast(device_type=device_type, dtype=autocast_dtype)  # noqa: E731
                                 if autocast_dtype != torch.float32 else nullcontext())
-            with autocast(), tree_attention.switched(self.module):
+            # for good, not only around this forward: the backward's checkpoint recompute must take
+            # the same attention; calls without a tree plan keep the model's own (tree_attention.use)
+            tree_attention.use(self.module)
+            with autocast():
                 model_output, tokens = packed_model_output(self.module, micro_batch, uids, calculate_entropy,
                                                            scalar_temperature(micro_batch["temperature"]))
             with autocast():

@@ -176,30 +176,54 @@ def to_packed(values: torch.Tensor, packed: PackedBatch) -> torch.Tensor:
     return out
 
 
+CHUNK_ROWS = 1024  # packed positions per block of the log-prob path (verl's chunked logsumexp uses 1024 too)
+
+
+def _position_stats(z: torch.Tensor, temperature: float, with_entropy: bool) -> torch.Tensor:
+    """(2, n): logsumexp and entropy of the logits rows `z` (n, V) at `temperature`, in float32."""
+    z = z.float() / temperature
+    lse = torch.logsumexp(z, dim=-1)
+    ent = lse - (torch.softmax(z, dim=-1) * z).sum(-1) if with_entropy else torch.zeros_like(lse)
+    return torch.stack([lse, ent])
+
+
 def response_logprobs(logits: torch.Tensor, packed: PackedBatch, input_ids: torch.Tensor,
-                      with_entropy: bool = True) -> tuple[torch.Tensor, torch.Tensor | None]:
+                      with_entropy: bool = True, temperature: float = 1.0,
+                      chunk_rows: int = CHUNK_ROWS) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Per-row response log-probs and entropies (B, R) from the packed forward's logits (S, L, V).
 
-        logp[r, t]    = logits[s, i, y] - logsumexp(logits[s, i])     s = row_seq[r],
-        entropy[r, t] = logsumexp(logits[s, i]) - sum_v softmax(logits[s, i])_v logits[s, i, v]
-        i = row_index[r, P + t - 1] (the predecessor),  y = input_ids[r, P + t]
+        logp[r, t]    = z[s, i, y] - logsumexp(z[s, i])                z = logits / temperature
+        entropy[r, t] = logsumexp(z[s, i]) - sum_v softmax(z[s, i])_v z[s, i, v]
+        s = row_seq[r],  i = row_index[r, P + t - 1] (the predecessor),  y = input_ids[r, P + t]
 
-    computed once per packed position and gathered; 0 where the row has no token.
+    computed once per packed position and gathered; 0 where the row has no token. The float32
+    work over the vocabulary runs on contiguous blocks of `chunk_rows` positions, and under
+    autograd each block is recomputed in backward instead of kept (torch.utils.checkpoint): the
+    path keeps O(S L) values for backward and at most one block's O(chunk_rows V) at a time,
+    never a float32 tensor of the whole pack's vocabulary.
     """
     p = packed.prompt_width
+    s, length, vocab = logits.shape
     pred = packed.row_index[:, p - 1: -1]
     labels = input_ids[:, p:]
     keep = (pred >= 0) & (packed.row_index[:, p:] >= 0)
-    seq = packed.row_seq.clamp(min=0)[:, None].expand_as(pred)
-    pred_c = pred.clamp(min=0)
-    lse = torch.logsumexp(logits, dim=-1)  # (S, L)
-    picked = logits[seq, pred_c, labels] - lse[seq, pred_c]
-    zero = torch.zeros((), dtype=logits.dtype)
+    flat = packed.row_seq.clamp(min=0)[:, None] * length + pred.clamp(min=0)  # (B, R) flat packed position
+    x = logits.reshape(s * length, vocab)
+    grad = torch.is_grad_enabled() and x.requires_grad
+    blocks = []
+    for z in x.split(chunk_rows):
+        if grad:
+            blocks.append(torch.utils.checkpoint.checkpoint(_position_stats, z, temperature, with_entropy,
+                                                            use_reentrant=False))
+        else:
+            blocks.append(_position_stats(z, temperature, with_entropy))
+    stats = torch.cat(blocks, dim=1) if blocks else x.new_zeros(2, 0, dtype=torch.float32)  # (2, S L)
+    zero = torch.zeros((), dtype=torch.float32, device=logits.device)
+    picked = x[flat, labels].float() / temperature - stats[0][flat]
     logp = torch.where(keep, picked, zero)
     if not with_entropy:
         return logp, None
-    ent = lse - (torch.softmax(logits, dim=-1) * logits).sum(-1)  # (S, L)
-    return logp, torch.where(keep, ent[seq, pred_c], zero)
+    return logp, torch.where(keep, stats[1][flat], zero)
 
 
 def token_counts(attention_mask: torch.Tensor, packed: PackedBatch) -> dict:
@@ -208,20 +232,3 @@ def token_counts(attention_mask: torch.Tensor, packed: PackedBatch) -> dict:
     unpacked = int(attention_mask.sum())
     packed_n = int(packed.valid.sum())
     return {"unpacked": unpacked, "packed": packed_n, "ratio": packed_n / max(unpacked, 1)}
-
-
-def tree_micro_batches(uids: Sequence[str], max_rows: int) -> list[list[int]]:
-    """Row indices in micro-batches that never split a tree (packing saves only within one).
-
-    Whole trees are added in order of first appearance until a micro-batch would pass
-    `max_rows`; a tree larger than `max_rows` gets a micro-batch of its own. Padding rows each
-    go where there is room."""
-    topo = topology.decode_batch(list(uids))
-    groups = list(_trees(topo).values()) + [[r] for r in topo.padding.nonzero()[0].tolist()]
-    batches: list[list[int]] = []
-    for g in groups:
-        if batches and len(batches[-1]) + len(g) <= max_rows:
-            batches[-1].extend(g)
-        else:
-            batches.append(list(g))
-    return batches

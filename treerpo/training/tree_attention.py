@@ -1,26 +1,35 @@
-"""Attention over packed trees, one block per node: each segment's queries against its path only.
+"""Attention over packed trees: each token sees its ancestors only, computed without the masked pairs.
 
-A dense (L, L) tree mask (`PackedBatch.attention`) is exact but computes every pair of the
-packed sequence, most of them masked: for TreeRPO N=4 D=3 a packed tree holds 84 segments and
-a token sees at most P + 3 L of the P + 84 L tokens. Here each node n (the prompt is node 0) is
-one attention block:
+A dense (L, L) tree mask (`PackedBatch.attention`) is exact but computes every pair of the packed
+sequence, most of them masked: for TreeRPO N=4 D=3 a packed tree holds 84 segments and a token
+sees at most P + 3 L of the P + 84 L tokens. Two kernels skip the masked pairs:
 
-    queries  the node's own tokens                      (at most L, or P for the prompt)
-    keys     its ancestors' tokens, then its own         (P + depth(n) L at most)
-    mask     key j visible to query i  <=>  packed(j) <= packed(i)   (ancestors come first)
+  segments  one attention block per node n (the prompt is node 0):
+                queries  the node's own tokens                   (at most L, or P for the prompt)
+                keys     its ancestors' tokens, then its own      (P + depth(n) L at most)
+                mask     key j visible to query i <=> packed(j) <= packed(i)  (ancestors come first)
+            so the work is sum_n |n| x |path(n)|. All blocks are padded to one (N, Q, K) batch and
+            run by one `scaled_dot_product_attention` call (its mem-efficient kernel on GPU, the
+            math one on CPU). Forward and backward on every device.
+  flex      torch's FlexAttention with a block mask built from the tree: mask_mod(q, k) =
+            ancestor-or-self(node(k), node(q)) and k <= q; blocks of 128 x 128 that hold no
+            visible pair are skipped. On CPU, torch 2.13 runs its forward only (no backward).
 
-so the work is sum_n |n| x |path(n)|, what the unpacked rows spend on attention divided by
-the rows sharing each node. All blocks are padded to one (N, Q, K) batch and run by one
-`torch.nn.functional.scaled_dot_product_attention` call (its mem-efficient kernel on GPU, the
-math one on CPU).
+`plan(packed, kernel="auto")` builds the kernel's plan; "auto" takes flex on CUDA and segments
+elsewhere.
 
-Use with transformers: `register()` once, then `model.set_attn_implementation(NAME)` and call the
-model with `tree_plan=segment_plan(packed)` and no attention mask; transformers hands the extra
-keyword to each attention layer.
+With transformers, the plan travels as a keyword of the model call (`tree_plan=...`) down to every
+attention layer. The registered attention implementation (`implementation(base)`, e.g.
+"treerpo_tree__sdpa") runs the tree kernel when a call carries a plan and the model's own
+attention (`base`: sdpa, flash_attention_2, eager) otherwise, with `base`'s mask function. A model
+switched to it once (`use(model)`) therefore stays correct for every call, and gradient
+checkpointing recomputes each layer with the same keywords, so the recompute takes the same
+attention as the forward, reentrant or not.
 """
 
 from __future__ import annotations
 
+import sys
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -29,7 +38,9 @@ import torch.nn.functional as F
 
 from treerpo.training.packing import PackedBatch
 
-NAME = "treerpo_tree_segments"
+PREFIX = "treerpo_tree__"
+NAME = PREFIX + "sdpa"  # the tree attention over sdpa (the CPU preset's attention)
+FLEX_BLOCK = 128
 
 
 @dataclass
@@ -42,34 +53,101 @@ class SegmentPlan:
         return SegmentPlan(self.q_index.to(device), self.k_index.to(device), self.mask.to(device))
 
 
+@dataclass
+class FlexPlan:
+    owner: torch.Tensor  # (S, L) node of each packed token (0 = the prompt), -1 on padding
+    ancestor: torch.Tensor  # (S, N, N) bool: ancestor[s, a, b] = node a is an ancestor-or-self of node b
+    block_mask: object = None  # torch BlockMask, built on the plan's device (`to`)
+
+    def to(self, device) -> "FlexPlan":
+        moved = FlexPlan(self.owner.to(device), self.ancestor.to(device))
+        moved.block_mask = flex_block_mask(moved)
+        return moved
+
+
 def segment_plan(packed: PackedBatch) -> SegmentPlan:
-    """One block per node of every packed tree (see the module docstring)."""
+    """One block per node of every packed tree (see the module docstring), vectorised: the blocks'
+    query and key spans come from the node spans, with no loop over tokens."""
     length = packed.input_ids.shape[1]
-    blocks = []  # (queries, keys) as flat packed indices
+    q_spans, k_lists = [], []  # per block: (query start, end) and its path's spans, as flat indices
     for s, segments in enumerate(packed.segments):
         spans = {key: (a, b) for key, a, b in segments}
+        base = s * length
         for key, a, b in segments:
-            path = [spans[key[:k]] for k in range(len(key) + 1)]  # () is the prompt
-            keys = torch.cat([torch.arange(x, y) for x, y in path])
-            blocks.append((s * length + torch.arange(a, b), s * length + keys))
-    n = len(blocks)
-    q_len = max(len(q) for q, _ in blocks)
-    k_len = max(len(k) for _, k in blocks)
-    q_index = torch.full((n, q_len), -1, dtype=torch.long)
-    k_index = torch.full((n, k_len), -1, dtype=torch.long)
-    for i, (q, k) in enumerate(blocks):
-        q_index[i, : len(q)], k_index[i, : len(k)] = q, k
+            q_spans.append((base + a, base + b))
+            k_lists.append([(base + x, base + y) for x, y in (spans[key[:k]] for k in range(len(key) + 1))])
+    n = len(q_spans)
+    q_start = torch.tensor([a for a, _ in q_spans], dtype=torch.long)
+    q_len = torch.tensor([b - a for a, b in q_spans], dtype=torch.long)
+    q_index = q_start[:, None] + torch.arange(int(q_len.max()))[None, :]
+    q_index = torch.where(torch.arange(q_index.shape[1])[None, :] < q_len[:, None], q_index, -1)
+    # keys: the path's spans laid end to end per block
+    flat_spans = [(i, x, y) for i, spans in enumerate(k_lists) for x, y in spans]
+    block = torch.tensor([i for i, _, _ in flat_spans], dtype=torch.long)
+    starts = torch.tensor([x for _, x, _ in flat_spans], dtype=torch.long)
+    lens = torch.tensor([y - x for _, x, y in flat_spans], dtype=torch.long)
+    k_len = torch.zeros(n, dtype=torch.long).index_add_(0, block, lens)
+    offset_in_block = torch.cumsum(lens, 0) - lens - (torch.cumsum(k_len, 0) - k_len)[block]
+    token_block = torch.repeat_interleave(block, lens)
+    token_pos = torch.repeat_interleave(offset_in_block, lens) + _ramp(lens)
+    token_index = torch.repeat_interleave(starts, lens) + _ramp(lens)
+    k_index = torch.full((n, int(k_len.max())), -1, dtype=torch.long)
+    k_index[token_block, token_pos] = token_index
     mask = (k_index[:, None, :] <= q_index[:, :, None]) & (k_index[:, None, :] >= 0)
     mask[:, :, 0] |= q_index < 0  # padded queries see one key: no empty softmax rows (no NaN)
     return SegmentPlan(q_index, k_index, mask[:, None])
 
 
-def tree_segment_attention(module, query, key, value, attention_mask, scaling=None, dropout=0.0,
-                           tree_plan: SegmentPlan | None = None, **kwargs):
-    """transformers attention function: query (S, H, L, d), key/value (S, Hkv, L, d) ->
-    (output (S, L, H, d), None). Packed padding tokens get output 0 (no row reads them)."""
-    if tree_plan is None:
-        raise ValueError(f"attention {NAME!r} needs the model called with tree_plan=segment_plan(packed)")
+def _ramp(lens: torch.Tensor) -> torch.Tensor:
+    """0..len-1 for every length, concatenated."""
+    total = int(lens.sum())
+    return torch.arange(total) - torch.repeat_interleave(torch.cumsum(lens, 0) - lens, lens)
+
+
+def flex_plan(packed: PackedBatch) -> FlexPlan:
+    """The node of every packed token and each tree's ancestor matrix, for FlexAttention's mask."""
+    s, length = packed.input_ids.shape
+    width = max(len(segs) for segs in packed.segments)
+    owner = torch.full((s, length), -1, dtype=torch.long)
+    ancestor = torch.zeros(s, width, width, dtype=torch.bool)
+    for i, segments in enumerate(packed.segments):
+        ids = {key: n for n, (key, _, _) in enumerate(segments)}
+        for key, a, b in segments:
+            owner[i, a:b] = ids[key]
+            for k in range(len(key) + 1):
+                ancestor[i, ids[key[:k]], ids[key]] = True
+    return FlexPlan(owner, ancestor)
+
+
+def flex_block_mask(plan: FlexPlan):
+    from torch.nn.attention.flex_attention import create_block_mask
+
+    owner, ancestor = plan.owner, plan.ancestor
+    s, length = owner.shape
+    safe = owner.clamp(min=0)
+
+    def mask_mod(b, h, q_idx, kv_idx):
+        qn, kn = safe[b, q_idx], safe[b, kv_idx]
+        visible = ancestor[b, kn, qn] & (kv_idx <= q_idx) & (owner[b, kv_idx] >= 0)
+        return visible | ((owner[b, q_idx] < 0) & (kv_idx == q_idx))  # padding sees itself: no empty row
+
+    return create_block_mask(mask_mod, s, None, length, length, device=owner.device, BLOCK_SIZE=FLEX_BLOCK)
+
+
+def plan(packed: PackedBatch, kernel: str = "auto", device=None):
+    """The plan of `kernel` ("segments", "flex" or "auto": flex on CUDA, segments elsewhere),
+    built on the CPU and moved to `device`."""
+    device = torch.device(device) if device is not None else torch.device("cpu")
+    if kernel == "auto":
+        kernel = "flex" if device.type == "cuda" else "segments"
+    if kernel == "segments":
+        return segment_plan(packed).to(device)
+    if kernel == "flex":
+        return flex_plan(packed).to(device)
+    raise ValueError(f"unknown tree attention kernel {kernel!r}: segments, flex or auto")
+
+
+def _segments(query, key, value, scaling, tree_plan: SegmentPlan):
     s, h, length, d = query.shape
     flat = lambda x: x.transpose(1, 2).reshape(s * length, x.shape[1], d)  # noqa: E731  (S L, heads, d)
     q, k, v = flat(query), flat(key), flat(value)
@@ -80,23 +158,75 @@ def tree_segment_attention(module, query, key, value, attention_mask, scaling=No
     )  # (N, H, Q, d)
     real = tree_plan.q_index >= 0
     packed = q.new_zeros(s * length, h, d).index_copy(0, tree_plan.q_index[real], out.transpose(1, 2)[real])
-    return packed.view(s, length, h, d), None
+    return packed.view(s, length, h, d)
+
+
+def _flex(query, key, value, scaling, tree_plan: FlexPlan):
+    from torch.nn.attention.flex_attention import flex_attention
+
+    out = flex_attention(query, key, value, block_mask=tree_plan.block_mask, scale=scaling,
+                         enable_gqa=query.shape[1] != key.shape[1])  # (S, H, L, d)
+    return out.transpose(1, 2)
+
+
+def _base_attention(base: str, module):
+    """The model's own attention function named `base`."""
+    if base == "eager":  # each model defines its own eager attention
+        return sys.modules[type(module).__module__].eager_attention_forward
+    from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
+
+    return ALL_ATTENTION_FUNCTIONS[base]
+
+
+def _dispatcher(base: str):
+    def attention(module, query, key, value, attention_mask, scaling=None, dropout=0.0, tree_plan=None, **kwargs):
+        """transformers attention function: the tree kernel when the call carries a plan (query
+        (S, H, L, d), key/value (S, Hkv, L, d) -> output (S, L, H, d); packed padding gets 0 or
+        attends to itself, no row reads it), `base` otherwise."""
+        if tree_plan is None:
+            return _base_attention(base, module)(module, query, key, value, attention_mask, scaling=scaling,
+                                                 dropout=dropout, **kwargs)
+        if isinstance(tree_plan, FlexPlan):
+            return _flex(query, key, value, scaling, tree_plan), None
+        return _segments(query, key, value, scaling, tree_plan), None
+
+    return attention
+
+
+def implementation(base: str = "sdpa") -> str:
+    """The name of the attention implementation that runs tree plans and `base` otherwise
+    (registered with transformers, together with `base`'s mask function)."""
+    if base.startswith(PREFIX):
+        return base
+    from transformers import AttentionInterface
+    from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS, AttentionMaskInterface
+
+    name = PREFIX + base
+    AttentionInterface.register(name, _dispatcher(base))
+    AttentionMaskInterface.register(name, ALL_MASK_ATTENTION_FUNCTIONS[base])
+    return name
+
+
+def register() -> None:
+    """Register NAME (the tree attention over sdpa)."""
+    implementation("sdpa")
+
+
+def use(model) -> str:
+    """Switch `model` for good to the tree attention over its current attention (idempotent);
+    calls without a plan keep behaving as before. Returns the implementation's name."""
+    name = implementation(model.config._attn_implementation)
+    if model.config._attn_implementation != name:
+        model.set_attn_implementation(name)
+    return name
 
 
 @contextmanager
 def switched(model):
-    """Run `model` with NAME as its attention implementation inside the block, its own after."""
-    register()
+    """Run `model` with the tree attention inside the block, its own after."""
     before = model.config._attn_implementation
-    model.set_attn_implementation(NAME)
+    use(model)
     try:
         yield model
     finally:
         model.set_attn_implementation(before)
-
-
-def register() -> None:
-    """Make NAME an attention implementation transformers models can be switched to."""
-    from transformers import AttentionInterface
-
-    AttentionInterface.register(NAME, tree_segment_attention)
