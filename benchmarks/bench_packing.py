@@ -16,7 +16,11 @@ Shapes (per tree; segment length L, prompt length P):
     treepo_w16_b2_early   the same with p=0.3 early EOS
 
     nice -n 19 python -m benchmarks.bench_packing [--seg 32 --prompt 32 --trees 1 --hidden 256 --layers 4]
-    python -m benchmarks.bench_packing --device cuda --preset qwen2.5-1.5b --seg 384 --prompt 256   (GPU, bf16)
+    python -m benchmarks.bench_packing --device cuda --preset qwen2.5-1.5b --seg 384 --prompt 256 \
+        --checkpointing --kernels segments flex                       (GPU, bf16: benchmarks/gpu_check.sh)
+
+`--kernels flex` adds FlexAttention with the tree's block mask (backward on accelerators only);
+`--checkpointing` turns on gradient checkpointing as the GPU recipe does (both paths).
 """
 
 from __future__ import annotations
@@ -27,9 +31,16 @@ import statistics
 import time
 
 import torch
-from omegaconf import OmegaConf
-from verl.trainer.ppo.core_algos import get_policy_loss_fn
-from verl.utils.torch_functional import logprobs_from_logits
+
+try:
+    from omegaconf import OmegaConf
+    from verl.trainer.ppo.core_algos import get_policy_loss_fn
+    from verl.utils.torch_functional import logprobs_from_logits
+except ImportError:  # the GPU check's machine has torch and transformers only (benchmarks/gpu_check.sh)
+    OmegaConf = get_policy_loss_fn = None
+
+    def logprobs_from_logits(logits, labels):
+        return torch.log_softmax(logits.float(), -1).gather(-1, labels[..., None])[..., 0]
 
 from treerpo.training import packing, tree_attention
 from treerpo.tiny.model import build_model
@@ -44,8 +55,8 @@ SHAPES = {
 PRESETS = {  # Qwen2.5-1.5B's shape (random init); the vocabulary is cut to keep logits small
     "qwen2.5-1.5b": dict(hidden=1536, layers=28, heads=12, kv_heads=2, intermediate=8960),
 }
-LOSS_CONFIG = OmegaConf.create({"clip_ratio": 0.2, "clip_ratio_low": 0.2, "clip_ratio_high": 0.2,
-                                "clip_ratio_c": 3.0, "global_batch_info": {}})
+LOSS_CONFIG = None if OmegaConf is None else OmegaConf.create(
+    {"clip_ratio": 0.2, "clip_ratio_low": 0.2, "clip_ratio_high": 0.2, "clip_ratio_c": 3.0, "global_batch_info": {}})
 
 
 def analytic_tokens(branching: list[int], prompt: int, seg: int) -> tuple[int, int]:
@@ -66,7 +77,11 @@ def counted_tokens(trees) -> tuple[int, int]:
 
 
 def loss_of(log_prob, mask):
-    """verl's vanilla PPO loss (token-mean) at ratio 1, advantages 1: the actor update's graph."""
+    """verl's vanilla PPO loss (token-mean) at ratio 1, advantages 1: the actor update's graph.
+    Without verl: the same loss written out (at ratio 1 no clipping is active)."""
+    if get_policy_loss_fn is None:
+        ratio = torch.exp(log_prob - log_prob.detach())
+        return -(ratio * mask).sum() / mask.sum()
     loss, _ = get_policy_loss_fn("vanilla")(log_prob.detach(), log_prob, mask, mask, "token-mean", LOSS_CONFIG)
     return loss
 
@@ -80,7 +95,7 @@ def forward_unpacked(model, rows, dev):
 
 
 def forward_packed(model, rows, pk, dev, plan=None):
-    """plan=None: sdpa with the dense (L, L) tree mask; else one attention block per node."""
+    """plan=None: sdpa with the dense (L, L) tree mask; else the plan's tree kernel."""
     model.set_attn_implementation("sdpa" if plan is None else tree_attention.NAME)
     extra = {"attention_mask": pk.attention.to(dev)} if plan is None else {"tree_plan": plan}
     logits = model(input_ids=pk.input_ids.to(dev), position_ids=pk.position_ids.to(dev), **extra).logits.float()
@@ -138,6 +153,9 @@ def main(argv=None):
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--kernels", nargs="+", default=["segments"], choices=["segments", "flex"],
+                    help="tree attention kernels to time beside the dense mask (flex: backward on accelerators only)")
+    ap.add_argument("--checkpointing", action="store_true", help="gradient checkpointing on (the GPU recipe's)")
     args = ap.parse_args(argv)
 
     torch.set_num_threads(args.threads)
@@ -147,13 +165,17 @@ def main(argv=None):
     dtype = torch.bfloat16 if dev.type == "cuda" else torch.float32
     model = build_model(args.vocab, max_positions=8192, **shape).to(dev, dtype)
     tree_attention.register()
+    if args.checkpointing:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     model.train()
     print(f"model {shape} vocab {args.vocab} {dtype} on {dev}; attention: unpacked = sdpa with the padding mask, "
           f"dense = sdpa with the (L, L) tree mask, seg = {tree_attention.NAME} (sdpa per node block); "
-          f"L={args.seg} P={args.prompt} trees={args.trees} reps={args.reps} threads={args.threads}")
+          f"L={args.seg} P={args.prompt} trees={args.trees} reps={args.reps} threads={args.threads} "
+          f"checkpointing={args.checkpointing} kernels={args.kernels}")
     head = (f"{'shape':20s} {'rows':>4s} {'tok unp':>7s} {'tok pk':>6s} {'ratio':>5s} {'analyt':>6s} "
             f"{'t unp':>6s} {'t dense':>7s} {'t seg':>6s} {'dense/unp':>9s} {'seg/unp':>7s} "
-            f"{'mem unp':>7s} {'mem seg':>7s} {'seg/unp':>7s} {'plan s':>6s}")
+            f"{'mem unp':>7s} {'mem seg':>7s} {'seg/unp':>7s} {'plan s':>6s}"
+            + (f" {'t flex':>6s} {'flex/unp':>8s} {'mem flex':>8s}" if "flex" in args.kernels else ""))
     print(head)
     for name in args.shapes:
         branching, p_stop = SHAPES[name]
@@ -163,7 +185,7 @@ def main(argv=None):
         rows = verl_rows(trees)
         t0 = time.perf_counter()
         pk = packing.pack(rows.input_ids, rows.attention_mask, rows.position_ids, rows.uids, rows.response_length)
-        plan = tree_attention.segment_plan(pk).to(dev)
+        plan = tree_attention.plan(pk, "segments", dev)
         t_pack = time.perf_counter() - t0
         counts = packing.token_counts(rows.attention_mask, pk)
         a_unp, a_pk = counted_tokens(trees)
@@ -176,9 +198,17 @@ def main(argv=None):
         t_d, _ = measure(model, lambda: forward_packed(model, rows, pk_dev, dev), mask, dev, args.reps)
         t_s, m_s = measure(model, lambda: forward_packed(model, rows, pk_dev, dev, plan), mask, dev, args.reps)
         mib = 2 ** 20
+        flex = ""
+        if "flex" in args.kernels:
+            if dev.type == "cpu":
+                flex = f" {'n/a':>6s} {'n/a':>8s} {'n/a':>8s}"  # torch runs FlexAttention's backward on accelerators only
+            else:
+                fplan = tree_attention.plan(pk, "flex", dev)
+                t_f, m_f = measure(model, lambda: forward_packed(model, rows, pk_dev, dev, fplan), mask, dev, args.reps)
+                flex = f" {t_f:6.2f} {t_f / t_u:8.3f} {m_f / mib:8.0f}"
         print(f"{name:20s} {len(rows.uids):4d} {counts['unpacked']:7d} {counts['packed']:6d} {counts['ratio']:5.3f} "
               f"{a_pk / a_unp:6.3f} {t_u:6.2f} {t_d:7.2f} {t_s:6.2f} {t_d / t_u:9.3f} {t_s / t_u:7.3f} "
-              f"{m_u / mib:7.0f} {m_s / mib:7.0f} {m_s / m_u:7.3f} {t_pack:6.3f}")
+              f"{m_u / mib:7.0f} {m_s / mib:7.0f} {m_s / m_u:7.3f} {t_pack:6.3f}" + flex, flush=True)
 
 
 if __name__ == "__main__":

@@ -74,3 +74,66 @@ def test_unpadded_batch_is_an_error(seen):
     trainer = make_trainer(train_batch=16, mini=4)  # 4 updates
     with pytest.raises(RuntimeError, match="do not split"):
         trainer._update_actor(FakeBatch(range(10)), {})
+
+
+# ---- data-parallel ranks: whole trees per rank -----------------------------------------------------
+class FakeMeta:
+    """The parts of TransferQueue's KVBatchMeta that _balance_batch uses."""
+
+    def __init__(self, keys, tags):
+        self.keys, self.tags = list(keys), list(tags)
+
+    def __len__(self):
+        return len(self.keys)
+
+    def reorder(self, order):
+        assert sorted(order) == list(range(len(self.keys)))
+        self.keys = [self.keys[i] for i in order]
+        self.tags = [self.tags[i] for i in order]
+
+
+def step_batch(rng, trees=64, leaves=8):
+    """A step's rows as TransferQueue holds them: keys <prompt uid>_<session>_<leaf>, trees whose
+    paths stopped early have fewer leaves, rows of one tree not adjacent (completion order)."""
+    keys, tags = [], []
+    for t in range(trees):
+        for leaf in range(rng.randint(1, leaves)):
+            keys.append(f"u{t:03d}_0_{leaf}")
+            tags.append({"seq_len": rng.randint(20, 60)})
+    order = list(range(len(keys)))
+    rng.shuffle(order)
+    return FakeMeta([keys[i] for i in order], [tags[i] for i in order])
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_balance_batch_keeps_trees_whole_per_rank_at_dp_8(seed, monkeypatch):
+    import random
+
+    from verl.trainer.ppo import padding_utils
+
+    def upsample(batch, multiple, eos):  # verl's no-op rows, as many as the multiple asks for
+        n = multiple - len(batch) % multiple if len(batch) % multiple else 0
+        return FakeMeta(batch.keys + [f"pad{i}_0_0" for i in range(n)],
+                        batch.tags + [{"seq_len": 2, "is_padding": True}] * n)
+
+    monkeypatch.setattr(padding_utils, "upsample_batch_to_divisible_size", upsample)
+    trainer = make_trainer(train_batch=64, mini=16)  # 4 updates a step
+    trainer.actor_rollout_wg = type("WG", (), {"_dispatch_info": {"actor": list(range(8))}})()
+    trainer.tokenizer = type("Tok", (), {"eos_token_id": 0})()
+    batch = step_batch(random.Random(seed))
+    rows = len(batch)
+    metrics = {}
+    out = trainer._balance_batch(batch, metrics)
+    size = len(out) // 8
+    assert len(out) % trainer._get_required_batch_multiple(8) == 0  # what tree_sync's updates need
+    rank_of = {}
+    for i, key in enumerate(out.keys):
+        if not key.startswith("pad"):
+            rank_of.setdefault(key.rsplit("_", 2)[0], set()).add(i // size)
+    assert len(rank_of) == 64 and all(len(r) == 1 for r in rank_of.values())  # no tree cut across ranks
+    loads = [sum(t["seq_len"] for t in out.tags[r * size:(r + 1) * size] if not t.get("is_padding"))
+             for r in range(8)]
+    assert max(loads) - min(loads) <= 8 * 60  # at most one tree's tokens apart
+    assert metrics["tree/padding_rows_for_ranks"] == len(out) - rows
+    # the mini-batch rewrite then splits each rank's share into verl's 4 updates
+    assert size % 4 == 0

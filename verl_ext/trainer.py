@@ -15,6 +15,7 @@ from omegaconf import open_dict
 from verl.trainer.ppo.v1.trainer_base import register_trainer
 from verl.trainer.ppo.v1.trainer_sync import PPOTrainerSync
 
+from treerpo.training.microbatch import rank_layout
 from treerpo.tree import node_table, topology
 from verl_ext.tree_metrics import aggregate, zero_variance_group_fraction
 from verl_ext.tree_config import advantage_options
@@ -50,6 +51,18 @@ def tree_metrics(extra_fields: list, uids: list, leaf_rewards, response_mask, va
     return metrics
 
 
+def whole_tree_layout(keys: list, tags: list, dp_size: int, per_rank: int) -> tuple[list, int]:
+    """Rows per rank with whole trees (`microbatch.rank_layout`) from TransferQueue's row keys
+    (`<prompt uid>_<session>_<leaf>`, verl_ext/tree_worker.py) and tags (`seq_len`, `is_padding`);
+    rows already padding are spread like trees of one row."""
+    groups: dict = {}
+    for i, (key, tag) in enumerate(zip(keys, tags)):
+        tree = ("pad", i) if tag.get("is_padding") else str(key).rsplit("_", 2)[0]
+        groups.setdefault(tree, []).append(i)
+    return rank_layout([(tree, rows, sum(int(tags[r]["seq_len"]) for r in rows)) for tree, rows in groups.items()],
+                       dp_size, per_rank)
+
+
 @register_trainer("tree_sync")
 class TreeSyncTrainer(PPOTrainerSync):
     """verl's `sync` trainer with two tree-specific changes:
@@ -63,6 +76,11 @@ class TreeSyncTrainer(PPOTrainerSync):
       (`_balance_batch`) pads the batch with no-op rows to a multiple of U x dp size. With full
       trees this is exactly GRPO's `ppo_mini_batch_size x leaves` rows (README, "Mini-batch
       arithmetic").
+    * whole trees per data-parallel rank. verl's `_balance_batch` reorders rows so that each rank
+      gets a balanced, equal share (trainer_base.py:1626, `equal_size=True`), cutting trees
+      across ranks, where their shared segments can no longer be packed together. With more
+      than one rank, trees go to ranks whole, balanced in tokens, and every rank is topped up
+      with verl's no-op padding rows to the same count (`treerpo.training.microbatch.rank_layout`).
     * `tree/*` metrics after verl's own, including `tree/adv_reward_corr` (the rows' advantages
       against their rewards, read back from TransferQueue as verl's update used them).
     """
@@ -80,6 +98,37 @@ class TreeSyncTrainer(PPOTrainerSync):
         if not self._is_tree_run():
             return multiple
         return math.lcm(multiple, self._updates_per_step() * dp_size)
+
+    def _balance_batch(self, batch, metrics, logging_prefix="global_seqlen", keep_minibatch=False):
+        dp_size = self._actor_dp_size()
+        if not self._is_tree_run() or dp_size == 1:
+            return super()._balance_batch(batch, metrics, logging_prefix, keep_minibatch)
+        from verl.trainer.ppo.padding_utils import upsample_batch_to_divisible_size
+        from verl.utils.seqlen_balancing import log_seqlen_unbalance
+
+        multiple = self._get_required_batch_multiple(dp_size)
+        per_rank = multiple // math.gcd(multiple, dp_size)  # dp x per_rank rows divide by `multiple`
+        layout, n_pad = whole_tree_layout(batch.keys, batch.tags, dp_size, per_rank)
+        first_pad = len(batch)
+        if n_pad:  # verl's own no-op rows: exactly n_pad more (its remainder is then len(batch))
+            batch = upsample_batch_to_divisible_size(batch, first_pad + n_pad, self.tokenizer.eos_token_id)
+        pads = iter(range(first_pad, first_pad + n_pad))
+        order = [r if r is not None else next(pads) for rank in layout for r in rank]
+        batch.reorder(order)
+        seqlens = [int(tag["seq_len"]) for tag in batch.tags]
+        size = len(order) // dp_size
+        metrics.update(log_seqlen_unbalance(seqlen_list=seqlens, partitions=[list(range(i * size, (i + 1) * size))
+                                                                             for i in range(dp_size)],
+                                            prefix=logging_prefix))
+        metrics["tree/padding_rows_for_ranks"] = float(n_pad)
+        return batch
+
+    def _actor_dp_size(self) -> int:
+        """The actor's data-parallel size, as verl's `_balance_batch` reads it."""
+        wg = self.actor_rollout_wg
+        if "actor" not in wg._dispatch_info:
+            wg._dispatch_info["actor"] = wg._query_dispatch_info("actor")
+        return max(wg._dispatch_info["actor"]) + 1
 
     def _update_actor(self, batch, metrics):
         if not self._is_tree_run():

@@ -148,3 +148,18 @@ def plan(items: list[Unit], max_tokens: int, k_min: int = 1) -> list[list[int]]:
 def ranks(items: list[Unit], dp: int) -> list[list[int]]:
     """Batch rows per data-parallel rank: whole units, balanced in packed tokens."""
     return [sorted(r for i in g for r in items[i].rows) for g in partition(items, dp)]
+
+
+def rank_layout(groups: Sequence[tuple[object, Sequence[int], int]], dp: int, multiple: int) -> tuple[list, int]:
+    """Rows per data-parallel rank for a step's batch, whole trees per rank.
+
+    `groups` are (tree, its rows, its tokens); verl hands each rank an equal, contiguous share of
+    the batch, a multiple of `multiple` rows (`total_multiple / dp`). Trees go to ranks by the
+    longest-processing-time rule on tokens; each rank is then filled with padding slots (None) to
+    the same row count. Returns (per rank: its rows, then None per padding slot; padding slots)."""
+    items = [Unit(list(rows), int(tokens), tree) for tree, rows, tokens in groups]
+    per_rank = [[r for i in g for r in items[i].rows] for g in partition(items, dp)]
+    size = max((len(r) for r in per_rank), default=0)
+    size = -(-max(size, 1) // multiple) * multiple
+    layout = [rows + [None] * (size - len(rows)) for rows in per_rank]
+    return layout, sum(size - len(rows) for rows in per_rank)
