@@ -54,10 +54,13 @@ def test_prepare_data_and_eval_scripts(tmp_path):
     from treerpo.tiny.model import save_tiny
 
     a, b = save_tiny(tmp_path / "ckpt_a", seed=1), save_tiny(tmp_path / "ckpt_b", seed=2)
-    out = run(EXAMPLES / "eval.sh", {"CKPTS": f"{a} {b}", "DATA_DIR": str(data), "K": "2", "MAX_TOKENS": "8",
-                                     "ENGINE": "local", "OUT": str(tmp_path / "eval"), "BENCHES": "math500 aime24"})
+    out = run(EXAMPLES / "eval.sh", {"CKPTS": f"{a} {b}", "LABELS": "GRPO TreeRPO", "DATA_DIR": str(data), "K": "2",
+                                     "MAX_TOKENS": "8", "ENGINE": "local", "OUT": str(tmp_path / "eval"),
+                                     "BENCHES": "math500 aime24"})
     assert out.returncode == 0, out.stderr[-2000:]
-    assert "B - A" in out.stdout and (tmp_path / "eval" / "ckpt_b" / "results.md").exists()
+    assert (tmp_path / "eval" / "ckpt_b" / "results.md").exists()
+    assert "| GRPO | 1 |" in out.stdout and "| TreeRPO |" in out.stdout and "method - GRPO" in out.stdout
+    assert (tmp_path / "eval" / "table.md").exists()
 
 
 def test_reproduce_script_composes_every_run(tmp_path):

@@ -19,7 +19,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ["treerpo.tree", "treerpo.sampling", "treerpo.advantages", "treerpo.training", "treerpo.engines",
-            "treerpo.reward", "treerpo.tools", "treerpo.tiny", "treerpo.cli", "treerpo.quiet", "verl_ext",
+            "treerpo.reward", "treerpo.tools", "treerpo.tiny", "treerpo.cli", "treerpo.quiet", "treerpo.stats", "verl_ext",
             "data_prep", "benchmarks"]  # verl_ext.cpu is part of verl_ext: it uses verl_ext's import hooks
 
 

@@ -6,7 +6,7 @@ import math
 import pytest
 
 from treerpo.tiny import report, runs as runs_mod
-from treerpo.tiny.stats import (betainc, first_reach, interpolate, mean_ci, paired, sign_flip_p, t_quantile,
+from treerpo.stats import (betainc, first_reach, interpolate, mean_ci, paired, sign_flip_p, t_quantile,
                                 t_two_sided_p)
 
 # Student's t quantiles t_{0.975, df} (standard tables)

@@ -14,6 +14,7 @@
     tiny        the CPU miniature: task, tiny model, warm-up, recipe, launcher, reports
     cli         the `treerpo` command (train, warmup, view)
     quiet       the third-party warnings our commands hide unless --verbose
+    stats       confidence intervals and paired tests over seeds or problems (the reports' tables)
 
 `tree` imports nothing else of ours; `sampling` and `advantages` import `tree` and never each
 other. Nothing here imports verl except `tiny` (which launches it); `verl_ext` plugs the rest

@@ -10,6 +10,10 @@
     metrics.py      reading verl's file logger
     summary.py      one run's learning curve, summary.json and printed report
     val_dump.py     problem-by-problem change between two validations, with a sign test
-    report.py       the table and plot over several runs (`python -m treerpo.tiny.report`)
+    guard.py        a run's processes end with it; one launcher per folder; a dead engine ends it
+    resume.py       `--resume`: from the last usable checkpoint, every step once
+    runs.py         a grid's runs read back (validations, tokens, seconds, diagnostics)
+    report.py       the reproduction's tables and curves over seeds (`python -m treerpo.tiny.report`)
+    grid.py         the reproduction's grid of runs (examples/tiny/reproduce.sh)
     sample_dump.py  a tree dump from the local engine, without verl (the viewer's test data)
 """

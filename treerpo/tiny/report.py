@@ -2,7 +2,7 @@
 
     python -m treerpo.tiny.report runs/chains        # writes results.md, runs.json, curves.png there
 
-Tables (accuracy in %, each cell the mean over seeds and its 95% t-interval, treerpo/tiny/stats.py):
+Tables (accuracy in %, each cell the mean over seeds and its 95% t-interval, treerpo/stats.py):
   1. equal steps (the papers' protocol): rows base (the step-0 validation) / GRPO / TreeRPO /
      TreePO, columns the validation sets, their average and the validation response length;
      read at the largest step every finished run validated at
@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Optional
 
 from treerpo.tiny.runs import load_runs
-from treerpo.tiny.stats import first_reach, interpolate, mean_ci, paired
+from treerpo.stats import first_reach, interpolate, mean_ci, paired
 from treerpo.tiny.task import OOD_SETS
 
 ORDER = ["grpo", "treerpo", "treepo"]

@@ -131,7 +131,8 @@ def score(benchmark: Benchmark, samples: list, tokenizer, settings: Settings, sa
     per_problem = correct.mean(axis=1)
     lo, hi = bootstrap_ci(per_problem, settings.bootstrap, settings.seed)
     return {"problems": len(rows), "pass@1": float(per_problem.mean()), "ci95": [lo, hi],
-            "mean_tokens": float(lengths.mean())}
+            "mean_tokens": float(lengths.mean()), "per_problem": [round(float(x), 6) for x in per_problem],
+            "tokens_per_problem": [round(float(x), 2) for x in lengths.mean(axis=1)]}
 
 
 def scored(benchmarks: dict) -> dict:
