@@ -77,9 +77,7 @@ def packed_model_output(module, micro_batch, uids, calculate_entropy: bool, temp
 
     input_ids, mask, position_ids, r, p_lens, r_lens = rows_from_nested(micro_batch["prompts"], micro_batch["responses"])
     mask_cpu = mask.cpu()
-    pk_cpu = packing.pack(input_ids.cpu(), mask_cpu, position_ids.cpu(), uids, r)  # the plans are built on CPU
-    pk = pk_cpu.to(input_ids.device)
-    plan = tree_attention.plan(pk_cpu, os.environ.get(KERNEL_ENV, "auto"), input_ids.device)
+    pk_cpu, pk, plan = _packed(input_ids, mask_cpu, position_ids, uids, r, os.environ.get(KERNEL_ENV, "auto"))
     logits = module(input_ids=pk.input_ids, position_ids=pk.position_ids, tree_plan=plan, use_cache=False).logits
     log_probs, entropy = packing.response_logprobs(logits, pk, input_ids, with_entropy=calculate_entropy,
                                                    temperature=temperature)
@@ -87,6 +85,35 @@ def packed_model_output(module, micro_batch, uids, calculate_entropy: bool, temp
     if calculate_entropy:
         out["entropy"] = to_nested(entropy, p_lens, r_lens)
     return out, packing.token_counts(mask_cpu, pk_cpu)
+
+
+_CACHE: "OrderedDict" = None  # (uids, lengths, token checksum, kernel, device) -> (pack, pack on device, plan)
+CACHE_SIZE = 64
+
+
+def _packed(input_ids, mask_cpu, position_ids, uids, response_length: int, kernel: str):
+    """The pack and attention plan of a micro-batch, built on the CPU once and reused: a step's
+    old_log_prob, ref and update passes over the same rows (the same micro-batches, as the
+    tree-aware planner makes them from the same trees) share one pack."""
+    from collections import OrderedDict
+
+    global _CACHE
+    if _CACHE is None:
+        _CACHE = OrderedDict()
+    ids_cpu = input_ids.cpu()
+    weights = torch.arange(1, ids_cpu.shape[1] + 1)
+    key = (tuple(uids), tuple(mask_cpu.sum(-1).tolist()), int((ids_cpu * weights).sum()), kernel,
+           str(input_ids.device), int(response_length))
+    hit = _CACHE.get(key)
+    if hit is not None:
+        _CACHE.move_to_end(key)
+        return hit
+    pk_cpu = packing.pack(ids_cpu, mask_cpu, position_ids.cpu(), uids, response_length)
+    built = (pk_cpu, pk_cpu.to(input_ids.device), tree_attention.plan(pk_cpu, kernel, input_ids.device))
+    _CACHE[key] = built
+    while len(_CACHE) > CACHE_SIZE:
+        _CACHE.popitem(last=False)
+    return built
 
 
 def micro_batch_uids(micro_batch):

@@ -39,12 +39,28 @@ from treerpo.tree import topology
 class PackedBatch:
     input_ids: torch.Tensor  # (S, L) one tree per sequence, right-padded with 0
     position_ids: torch.Tensor  # (S, L)
-    attention: torch.Tensor  # (S, 1, L, L) bool, True = may attend; padding sees itself only
+    owner: torch.Tensor  # (S, L) the node of each packed token (0 = the prompt), -1 on padding
+    ancestor: torch.Tensor  # (S, N, N) bool: ancestor[s, a, b] = node a is an ancestor-or-self of node b
     valid: torch.Tensor  # (S, L) bool, False on padding
     row_seq: torch.Tensor  # (B,) the row's sequence, -1 for padding rows
     row_index: torch.Tensor  # (B, T) packed position of each of the row's tokens, -1 where invalid
     prompt_width: int  # P
     segments: list  # per sequence: (node path, start, end) in packed positions, () = the prompt
+
+    @property
+    def attention(self) -> torch.Tensor:
+        """(S, 1, L, L) bool dense tree mask, True = may attend; padding sees itself only. Built
+        on demand: it is L^2 per tree (a gigabyte at 32k packed tokens); the tree kernels never
+        need it (treerpo/training/tree_attention.py)."""
+        s, length = self.owner.shape
+        safe = self.owner.clamp(min=0)
+        batch = torch.arange(s)[:, None, None]
+        visible = self.ancestor[batch, safe[:, None, :], safe[:, :, None]]  # key's node above query's
+        causal = torch.ones(length, length, dtype=torch.bool, device=self.owner.device).tril()
+        real = (self.owner >= 0)
+        mask = visible & causal & real[:, :, None] & real[:, None, :]
+        mask |= torch.eye(length, dtype=torch.bool, device=self.owner.device) & ~real[:, :, None]
+        return mask[:, None]
 
     @property
     def rows(self) -> int:
@@ -129,17 +145,19 @@ def pack(input_ids: torch.Tensor, attention_mask: torch.Tensor, position_ids: to
         seqs.append((torch.cat(ids), torch.cat(pos), torch.cat(owner), anc, spans))
 
     length = max((len(x[0]) for x in seqs), default=0)
+    width = max((x[3].shape[0] for x in seqs), default=1)
     n = len(seqs)
     packed_ids = torch.zeros(n, length, dtype=input_ids.dtype)
     packed_pos = torch.zeros(n, length, dtype=position_ids.dtype)
+    owners = torch.full((n, length), -1, dtype=torch.long)
+    ancestors = torch.zeros(n, width, width, dtype=torch.bool)
     valid = torch.zeros(n, length, dtype=torch.bool)
-    attention = torch.eye(length, dtype=torch.bool).repeat(n, 1, 1, 1)
-    causal = torch.ones(length, length, dtype=torch.bool).tril()
     for s, (ids, pos, owner, anc, _) in enumerate(seqs):
         m = len(ids)
-        packed_ids[s, :m], packed_pos[s, :m], valid[s, :m] = ids, pos, True
-        attention[s, 0, :m, :m] = anc[owner[:, None], owner[None, :]] & causal[:m, :m]
-    packed = PackedBatch(packed_ids, packed_pos, attention, valid, row_seq, row_index, p, [x[4] for x in seqs])
+        packed_ids[s, :m], packed_pos[s, :m], valid[s, :m], owners[s, :m] = ids, pos, True, owner
+        ancestors[s, : anc.shape[0], : anc.shape[0]] = anc.T  # anc[i, j]: j is an ancestor of i
+    packed = PackedBatch(packed_ids, packed_pos, owners, ancestors, valid, row_seq, row_index, p,
+                         [x[4] for x in seqs])
     _check_rows(packed, input_ids, position_ids)
     return packed
 

@@ -105,18 +105,9 @@ def _ramp(lens: torch.Tensor) -> torch.Tensor:
 
 
 def flex_plan(packed: PackedBatch) -> FlexPlan:
-    """The node of every packed token and each tree's ancestor matrix, for FlexAttention's mask."""
-    s, length = packed.input_ids.shape
-    width = max(len(segs) for segs in packed.segments)
-    owner = torch.full((s, length), -1, dtype=torch.long)
-    ancestor = torch.zeros(s, width, width, dtype=torch.bool)
-    for i, segments in enumerate(packed.segments):
-        ids = {key: n for n, (key, _, _) in enumerate(segments)}
-        for key, a, b in segments:
-            owner[i, a:b] = ids[key]
-            for k in range(len(key) + 1):
-                ancestor[i, ids[key[:k]], ids[key]] = True
-    return FlexPlan(owner, ancestor)
+    """The node of every packed token and each tree's ancestor matrix (the pack's own), for
+    FlexAttention's mask."""
+    return FlexPlan(packed.owner, packed.ancestor)
 
 
 def flex_block_mask(plan: FlexPlan):
