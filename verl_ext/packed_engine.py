@@ -87,7 +87,7 @@ def packed_model_output(module, micro_batch, uids, calculate_entropy: bool, temp
     return out, packing.token_counts(mask_cpu, pk_cpu)
 
 
-_CACHE: "OrderedDict" = None  # (uids, lengths, token checksum, kernel, device) -> (pack, pack on device, plan)
+_CACHE = None  # OrderedDict: (uids, lengths, token checksum, kernel, device) -> (pack, pack on device, plan)
 CACHE_SIZE = 64
 
 
