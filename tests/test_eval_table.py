@@ -29,14 +29,26 @@ def test_paired_by_problem_by_hand(tmp_path):
     text, data = eval_table.table(runs)
     d1, d2 = np.array([0.25, 0, 0, 0.5]), np.array([0, 0.25, 0, 0, 0.25, 0])
     avg = (d1.mean() + d2.mean()) / 2
-    se = math.sqrt(d1.var(ddof=1) / 4 + d2.var(ddof=1) / 6) / 2
+    v1, v2 = d1.var(ddof=1) / 4, d2.var(ddof=1) / 6
+    se = math.sqrt(v1 + v2) / 2
+    df = (v1 + v2) ** 2 / (v1 ** 2 / 3 + v2 ** 2 / 5)  # Welch-Satterthwaite
     got = data["minus_baseline"]["TreeRPO"]["Avg"]
     assert got["mean"] == pytest.approx(avg)
-    assert got["hi"] - got["mean"] == pytest.approx(t_quantile(0.975, 8) * se)
-    assert got["t_p"] == pytest.approx(t_two_sided_p(avg / se, 8))
+    assert got["hi"] - got["mean"] == pytest.approx(t_quantile(0.975, df) * se)
+    assert got["t_p"] == pytest.approx(t_two_sided_p(avg / se, df))
     assert data["rows"]["GRPO"]["Avg"]["mean"] == pytest.approx((np.mean(a["b1"]) + np.mean(a["b2"])) / 2)
     assert data["minus_baseline"]["TreeRPO"]["tokens_relative"] == pytest.approx(-0.2)
     assert "| TreeRPO | 1 |" in text and "paired by" in text and "problems" in text
+
+
+def test_different_problems_are_not_paired(tmp_path):
+    a = write(tmp_path / "a", {"m": [0, 1, 1]})
+    b = write(tmp_path / "b", {"m": [1, 1, 0]})
+    res = json.loads((tmp_path / "b" / "results.json").read_text())
+    res["benchmarks"]["m"]["problems_digest"] = "other"  # evaluated on another parquet of 3 problems
+    (tmp_path / "b" / "results.json").write_text(json.dumps(res))
+    with pytest.raises(eval_table.TableError, match="must hold the same problems"):
+        eval_table.table(eval_table.parse_runs([f"GRPO={a}", f"B={tmp_path / 'b'}"]))
 
 
 def test_seeds_give_t_intervals_and_sign_flips(tmp_path):

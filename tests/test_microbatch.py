@@ -88,10 +88,11 @@ def test_ranks_are_balanced_in_packed_tokens_at_dp_8():
     loads = [packed_tokens(rows, r) for r in per_rank]
     assert sorted(r for g in per_rank for r in g) == list(range(len(rows.uids)))
     assert max(loads) - min(loads) <= max(u.tokens for u in items)  # the longest-processing-time bound
-    for g in per_rank:  # whole trees per rank
-        trees = {tree_of(rows.uids[r]) for r in g}
-        assert all(tree_of(rows.uids[r]) in trees for r in range(len(rows.uids)) if r in g)
-    assert len({tree_of(rows.uids[r]) for g in per_rank for r in g}) == 40
+    rank_of = {}
+    for k, g in enumerate(per_rank):  # whole trees per rank: every tree on exactly one
+        for r in g:
+            rank_of.setdefault(tree_of(rows.uids[r]), set()).add(k)
+    assert len(rank_of) == 40 and all(len(ks) == 1 for ks in rank_of.values())
 
 
 @pytest.mark.parametrize("credit", ["every_row", "once"])

@@ -152,8 +152,8 @@ def test_packed_logprobs_and_entropies_equal_unpacked(model, shape, attention):
 
 
 def test_flex_attention_has_no_backward_on_cpu(model):
-    """FlexAttention's forward runs on CPU (torch 2.13), its backward only on an accelerator: the
-    kernel "auto" picks the per-node blocks there (`tree_attention.plan`)."""
+    """FlexAttention's forward runs on CPU (torch 2.13), its backward only on an accelerator; the
+    kernel "auto" is the per-node blocks (`tree_attention.plan`)."""
     rows = batch(SHAPES[0])
     pk = packing.pack(rows.input_ids, rows.attention_mask, rows.position_ids, rows.uids, rows.response_length)
     assert isinstance(tree_attention.plan(pk, "auto", "cpu"), tree_attention.SegmentPlan)

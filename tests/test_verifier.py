@@ -389,7 +389,7 @@ def test_forked_child_gets_its_own_helper():
 
 # ---- ground truths that are no answer; empty boxes; scientific notation ------------------------------
 NAN, INF = float("nan"), float("inf")
-BAD_TRUTHS = [  # (a response that used to earn it, the ground truth)
+BAD_TRUTHS = [  # (a response that would match the ground truth taken as text, the ground truth)
     ("\\boxed{None}", None),
     ("\\boxed{nan}", NAN),
     ("\\boxed{NaN}", np.float64("nan")),

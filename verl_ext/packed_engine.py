@@ -87,14 +87,15 @@ def packed_model_output(module, micro_batch, uids, calculate_entropy: bool, temp
     return out, packing.token_counts(mask_cpu, pk_cpu)
 
 
-_CACHE = None  # OrderedDict: (uids, lengths, token checksum, kernel, device) -> (pack, pack on device, plan)
+_CACHE = None  # OrderedDict: (uids, lengths, token checksum, kernel) -> (pack, plan), both on the CPU
 CACHE_SIZE = 64
 
 
 def _packed(input_ids, mask_cpu, position_ids, uids, response_length: int, kernel: str):
     """The pack and attention plan of a micro-batch, built on the CPU once and reused: a step's
     old_log_prob, ref and update passes over the same rows (the same micro-batches, as the
-    tree-aware planner makes them from the same trees) share one pack."""
+    tree-aware planner makes them from the same trees) share one pack. The cache keeps the CPU
+    copies only; each use moves them to the device."""
     from collections import OrderedDict
 
     global _CACHE
@@ -103,17 +104,28 @@ def _packed(input_ids, mask_cpu, position_ids, uids, response_length: int, kerne
     ids_cpu = input_ids.cpu()
     weights = torch.arange(1, ids_cpu.shape[1] + 1)
     key = (tuple(uids), tuple(mask_cpu.sum(-1).tolist()), int((ids_cpu * weights).sum()), kernel,
-           str(input_ids.device), int(response_length))
+           int(response_length))
     hit = _CACHE.get(key)
     if hit is not None:
         _CACHE.move_to_end(key)
-        return hit
-    pk_cpu = packing.pack(ids_cpu, mask_cpu, position_ids.cpu(), uids, response_length)
-    built = (pk_cpu, pk_cpu.to(input_ids.device), tree_attention.plan(pk_cpu, kernel, input_ids.device))
-    _CACHE[key] = built
-    while len(_CACHE) > CACHE_SIZE:
-        _CACHE.popitem(last=False)
-    return built
+    else:
+        pk_cpu = packing.pack(ids_cpu, mask_cpu, position_ids.cpu(), uids, response_length)
+        hit = (pk_cpu, tree_attention.plan(pk_cpu, kernel, "cpu"))
+        _CACHE[key] = hit
+        while len(_CACHE) > CACHE_SIZE:
+            _CACHE.popitem(last=False)
+    pk_cpu, plan_cpu = hit
+    return pk_cpu, pk_cpu.to(input_ids.device), plan_cpu.to(input_ids.device)
+
+
+def tree_batch(data) -> bool:
+    """Rows of tree runs: their uids carry topology, or they are all verl's padding rows (a rank
+    whose share is padding must still take the tree path, as its peers do)."""
+    if "uid" not in data.keys():
+        return False
+    uids = data["uid"]
+    uids = list(uids.tolist() if hasattr(uids, "tolist") else uids)
+    return micro_batch_uids(data) is not None or (bool(uids) and all(topology.is_padding_uid(u) for u in uids))
 
 
 def micro_batch_uids(micro_batch):
@@ -140,35 +152,48 @@ def tree_micro_batches(data, max_tokens: int, dp_group=None):
     """verl's `prepare_micro_batches` for a batch of tree rows with dynamic batching on: whole
     trees (or subtree pieces) per micro-batch, the budget counted in packed tokens
     (`treerpo.training.microbatch`), the same number of micro-batches on every data-parallel rank
-    (as verl's `rearrange_micro_batches`: the fewest that fit on every rank). Returns the
-    micro-batches and their row indices (verl's `restore_dynamic_batch` puts outputs back)."""
+    (as verl's `rearrange_micro_batches`: the fewest that fit on every rank). A rank with fewer
+    trees than micro-batches splits its trees finer. Every rank agrees on a failure before any
+    raises, so none waits in a collective the others left. Returns the micro-batches and their
+    row indices (verl's `restore_dynamic_batch` puts outputs back)."""
     import torch.distributed as dist
     from verl.utils import tensordict_utils as tu
 
-    uids = micro_batch_uids(data)
+    uids = list(data["uid"].tolist() if hasattr(data["uid"], "tolist") else data["uid"])
     prompt_lengths = data["prompts"].offsets().diff().tolist()
-    items = microbatch.units(uids, prompt_lengths, max_tokens)
-    k = max(microbatch.lower_bound(items, max_tokens), len(microbatch.plan(items, max_tokens)))
     sync = dist.is_initialized() and dp_group is not None
+    device = data["prompts"].device
+
+    def agree(value: int, op) -> int:
+        if not sync:
+            return value
+        t = torch.tensor([value], device=device)
+        dist.all_reduce(t, op=op, group=dp_group)
+        return int(t.item())
+
+    try:
+        items = microbatch.units(uids, prompt_lengths, max_tokens)
+        error = ""
+    except ValueError as e:  # a path over the budget: raised below, on every rank at once
+        items, error = [], str(e)
+    if agree(int(bool(error)), dist.ReduceOp.MAX if sync else None):
+        raise ValueError(error or "another data-parallel rank holds a path over the micro-batch budget")
+    k = len(microbatch.plan(items, max_tokens)) if items else 1
     while True:
-        if sync:  # every rank must run as many micro-batches (FSDP's collectives pair them up)
-            t = torch.tensor([k], device=data["prompts"].device)
-            dist.all_reduce(t, op=dist.ReduceOp.MAX, group=dp_group)
-            k = int(t.item())
+        k = agree(k, dist.ReduceOp.MAX if sync else None)
         budget = max_tokens
-        while len(items) < k:  # fewer units than micro-batches: split trees further
+        while len(items) < k and budget > 1:  # fewer units than micro-batches: split trees finer
             budget //= 2
-            finer = microbatch.units(uids, prompt_lengths, max(budget, 1))
-            if len(finer) == len(items) or budget <= 1:
-                raise ValueError(f"{len(items)} trees and pieces cannot fill the {k} micro-batches another rank needs")
-            items = finer
+            try:
+                items = microbatch.units(uids, prompt_lengths, budget)
+            except ValueError:  # the longest path no longer fits: this is as fine as it gets
+                break
+        enough = agree(int(len(items) >= k), dist.ReduceOp.MIN if sync else None)
+        if not enough:
+            raise ValueError(f"the {k} micro-batches every rank must run cannot all be filled: a rank holds "
+                             f"{len(items)} trees and pieces (its batch is mostly padding rows)")
         groups = microbatch.partition(items, k)
-        ok = microbatch.fits(items, groups, max_tokens)
-        if sync:
-            t = torch.tensor([int(ok)], device=data["prompts"].device)
-            dist.all_reduce(t, op=dist.ReduceOp.MIN, group=dp_group)
-            ok = bool(t.item())
-        if ok:
+        if agree(int(microbatch.fits(items, groups, max_tokens)), dist.ReduceOp.MIN if sync else None):
             break
         k += 1
     indices = [sorted(r for i in g for r in items[i].rows) for g in groups]
@@ -194,10 +219,9 @@ def _engine_class():
             from verl.workers.engine.fsdp import transformer_impl as impl
 
             use_dynamic = tu.get_non_tensor_data(data=data, key="use_dynamic_bsz", default=True)
-            if not use_dynamic or micro_batch_uids(data) is None or "max_token_len_per_gpu" not in data.keys():
+            if not use_dynamic or not tree_batch(data) or "max_token_len_per_gpu" not in data.keys():
                 return super().forward_backward_batch(data, loss_function, forward_only)
-            sp = tu.get_non_tensor_data(data=data, key="sp_size", default=1)
-            budget = int(data["max_token_len_per_gpu"]) * int(sp)
+            budget = int(data["max_token_len_per_gpu"])  # Ulysses (sp > 1) is refused in forward_step
             verls = impl.prepare_micro_batches
             impl.prepare_micro_batches = lambda data, dp_group=None, **kwargs: tree_micro_batches(data, budget, dp_group)
             try:

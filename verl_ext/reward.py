@@ -12,7 +12,7 @@ every call returns the same keys, as verl needs:
     pred                   str, the extracted answer ("" if none)
     verify_method          str, how it was decided: bad_ground_truth, no_box, empty_box, string,
                            number, math_verify, mismatch, timeout, helper_error
-                           (see treerpo.reward.verifier)
+                           (see treerpo.reward.verifier), reward_error (below)
     verify_ms              float, this call's scoring latency in milliseconds
     verify_timeout         int 0/1, this answer got no verdict because its math-verify comparison
                            ran past `timeout`; its mean over a batch is the timeout rate

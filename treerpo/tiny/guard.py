@@ -52,19 +52,23 @@ class RunInUse(RuntimeError):
     """Another launcher, or processes it started, hold the run folder."""
 
 
-def _set_parent_death_signal() -> None:
-    """In the child, before exec: SIGKILL when the launcher (its parent) dies (Linux prctl)."""
+def _parent_death_signal():
+    """A function for the child to run before exec: SIGKILL when the launcher (its parent) dies
+    (Linux prctl PR_SET_PDEATHSIG). libc is loaded here, in the parent: between fork and exec the
+    child may only call what is already loaded. None where there is no such call (not Linux): the
+    reaper still ends the session."""
     try:
         import ctypes
 
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG = 1
-    except OSError:  # not Linux: the reaper still ends the session
-        pass
+        prctl = ctypes.CDLL("libc.so.6", use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+    return lambda: prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG = 1
 
 
 def start_session(cmd: list[str], **popen) -> subprocess.Popen:
     """Start `cmd` as the leader of a new session; it gets SIGKILL if the launcher dies."""
-    return subprocess.Popen(cmd, start_new_session=True, preexec_fn=_set_parent_death_signal, **popen)
+    return subprocess.Popen(cmd, start_new_session=True, preexec_fn=_parent_death_signal(), **popen)
 
 
 def session_pids(sid: int) -> list[int]:

@@ -119,17 +119,18 @@ def _run_verl(cmd: list[str], run: TinyRun, log_path: Path, metrics_path: Path, 
 
     bar = tqdm(total=run.steps, desc=f"verl {run.estimator} (start-up ~4 min)", unit="step", disable=verbose)
     seen, start, last_change, size = 0, time.monotonic(), time.monotonic(), -1
-    restore = _stop_on_sigterm()
     watch = guard.LogWatch(log_path)
     stop_echo = threading.Event()
+    proc = reaper = None
+    restore = _stop_on_sigterm()
     with open(log_path, "w") as logf:
-        proc = guard.start_session(cmd, env=launch_env(run), stdout=logf, stderr=subprocess.STDOUT)
-        reaper = guard.start_reaper(proc.pid)  # ends the session if this process dies
-        if lock is not None:
-            lock.record(session=proc.pid)
-        if verbose:
-            threading.Thread(target=_echo, args=(log_path, stop_echo), daemon=True).start()
         try:
+            proc = guard.start_session(cmd, env=launch_env(run), stdout=logf, stderr=subprocess.STDOUT)
+            if lock is not None:
+                lock.record(session=proc.pid)
+            reaper = guard.start_reaper(proc.pid)  # ends the session if this process dies
+            if verbose:
+                threading.Thread(target=_echo, args=(log_path, stop_echo), daemon=True).start()
             while proc.poll() is None:
                 time.sleep(2)
                 now = time.monotonic()
@@ -167,12 +168,14 @@ def _run_verl(cmd: list[str], run: TinyRun, log_path: Path, metrics_path: Path, 
         finally:
             bar.close()
             stop_echo.set()
-            guard.end_session(proc.pid)
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                pass
-            reaper.stdin.close()  # the session is gone: the reaper finds nothing and exits
+            if proc is not None:
+                guard.end_session(proc.pid)
+                try:
+                    proc.wait(timeout=10)
+                except subprocess.TimeoutExpired:
+                    pass
+            if reaper is not None:
+                reaper.stdin.close()  # the session is gone: the reaper finds nothing and exits
             restore()
 
 

@@ -178,8 +178,8 @@ class TinyRun:
 # the box), 64 with the OOD set's 6 lines. TreeRPO N=2 D=3 with branch points at tokens 8 and 24:
 # after the first line (6-7 tokens) and after about the third, so level 2 holds lines 2-3 and
 # level 3 the rest; TreePO segments of 8 tokens, about a line each; 8 leaves per prompt for every
-# method (GRPO n=8). 32 prompts a step and validation every 8 steps: a 40-step GRPO run takes
-# about 6 minutes on 2 cores with AVX-512 (16 steps of 24 prompts moved accuracy 2 points).
+# method (GRPO n=8). 32 prompts a step and validation every 8 steps (docs/REPRODUCTION.md says
+# what a run takes and why these sizes).
 PRESETS: dict[str, dict] = {
     "arith": {},
     "chains": dict(prompts_per_step=32, mini_batch_prompts=4, steps=40, test_freq=8, branching=2, depth=3,

@@ -102,7 +102,7 @@ def equal_steps(runs: list[dict], step: int) -> tuple[str, dict]:
             ci = mean_ci([x for x in xs if x is not None])
             data[name][col] = ci
             cells.append(fmt(ci, 1.0, digits=1) if col == "response_tokens" else fmt(ci))
-        lines.append(f"| {NAME.get(name, name)} | {len(seeds)} | " + " | ".join(cells) + " |")
+        lines.append(f"| {NAME.get(name, name)} | {data[name]['avg']['n']} | " + " | ".join(cells) + " |")
     return "\n".join(lines), data
 
 
@@ -146,9 +146,12 @@ def curve(run: dict, axis: str) -> tuple[list, list]:
 
 
 def equal_compute(runs: list[dict], axis: str) -> tuple[str, dict]:
-    """Average accuracy at the same `axis` value (tokens or seconds) for every run: read at
-    FRACTIONS of the largest value every run reached."""
-    ends = [r["validations"][-1][axis] for r in runs if r["validations"]]
+    """Average accuracy at the same `axis` value (tokens or seconds) for every finished run: read
+    at FRACTIONS of the largest value every finished run reached (an unfinished one would cut the
+    range for all)."""
+    runs = [r for r in runs if r["finished"] and len(r["validations"]) >= 2] or \
+        [r for r in runs if len(r["validations"]) >= 2]
+    ends = [r["validations"][-1][axis] for r in runs]
     if not ends or min(ends) <= 0:
         return "(no runs)", {}
     reach = min(ends)

@@ -14,9 +14,10 @@ problems: Pass@1 as the papers report it) with its 95% interval:
 then the average over benchmarks and the mean response length in tokens. Below it, each label
 minus the baseline (`--baseline`, default GRPO when present, else the first): per benchmark the
 difference with its interval and the two-sided p of a paired test, paired by problem with one
-folder per label (the mean over benchmarks of the per-problem differences, with its t-interval
-and t-test, each benchmark weighted equally), by seed with several (t-test and the exact
-sign-flip test over seeds). Writes nothing; `--out FILE` saves the
+folder per label (the mean over benchmarks of the per-problem differences, each benchmark
+weighted equally, with its t-interval and t-test, Welch-Satterthwaite degrees of freedom; the
+folders must hold the same problems), by seed with several (t-test and the exact sign-flip test
+over seeds). Writes nothing; `--out FILE` saves the
 markdown too.
 """
 
@@ -100,14 +101,21 @@ def difference(a: list[dict], b: list[dict], names: list[str]) -> dict:
     """b - a over `names`: paired by problem (one folder each) or by seed (several)."""
     if len(a) == 1 and len(b) == 1:
         for n in names:
-            if len(a[0]["benchmarks"][n]["per_problem"]) != len(b[0]["benchmarks"][n]["per_problem"]):
-                raise TableError(f"{n}: paired by problem, the two folders must hold the same problems")
+            x, y = a[0]["benchmarks"][n], b[0]["benchmarks"][n]
+            same = len(x["per_problem"]) == len(y["per_problem"]) and \
+                x.get("problems_digest", "") == y.get("problems_digest", "")
+            if not same:
+                raise TableError(f"{n}: paired by problem, the two folders must hold the same problems "
+                                 "(evaluated on the same parquet)")
         per_bench = [np.asarray(b[0]["benchmarks"][n]["per_problem"]) - np.asarray(a[0]["benchmarks"][n]["per_problem"])
                      for n in names]
-        # D = mean over benchmarks of the mean per-problem difference; Var D = sum_b s_b^2 / n_b / B^2
+        # D = mean over benchmarks of the mean per-problem difference; Var D = sum_b v_b / B^2 with
+        # v_b = s_b^2 / n_b; degrees of freedom by Welch-Satterthwaite: (sum v_b)^2 / sum v_b^2 / (n_b - 1)
         d = float(np.mean([x.mean() for x in per_bench]))
-        se = float(np.sqrt(sum(x.var(ddof=1) / len(x) for x in per_bench if len(x) > 1))) / len(per_bench)
-        df = max(sum(len(x) for x in per_bench) - len(per_bench), 1)
+        v = [x.var(ddof=1) / len(x) for x in per_bench if len(x) > 1]
+        se = float(np.sqrt(sum(v))) / len(per_bench)
+        den = sum(vb * vb / (len(x) - 1) for vb, x in zip(v, [x for x in per_bench if len(x) > 1]))
+        df = max(sum(v) ** 2 / den, 1.0) if den > 0 else max(sum(len(x) for x in per_bench) - len(per_bench), 1)
         half = t_quantile(0.975, df) * se
         p = t_two_sided_p(d / se, df) if se > 0 else (1.0 if d == 0 else 0.0)
         return {"mean": d, "lo": d - half, "hi": d + half, "n": int(sum(len(x) for x in per_bench)), "t_p": p,

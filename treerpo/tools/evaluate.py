@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import csv
+import hashlib
 import json
 import random
 import sys
@@ -130,7 +131,8 @@ def score(benchmark: Benchmark, samples: list, tokenizer, settings: Settings, sa
                                            "tokens": len(ids), "response": text}) + "\n")
     per_problem = correct.mean(axis=1)
     lo, hi = bootstrap_ci(per_problem, settings.bootstrap, settings.seed)
-    return {"problems": len(rows), "pass@1": float(per_problem.mean()), "ci95": [lo, hi],
+    digest = hashlib.sha1("\n".join(str(row["truth"]) for row in rows).encode()).hexdigest()[:16]
+    return {"problems": len(rows), "pass@1": float(per_problem.mean()), "ci95": [lo, hi], "problems_digest": digest,
             "mean_tokens": float(lengths.mean()), "per_problem": [round(float(x), 6) for x in per_problem],
             "tokens_per_problem": [round(float(x), 2) for x in lengths.mean(axis=1)]}
 

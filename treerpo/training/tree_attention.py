@@ -12,11 +12,14 @@ sees at most P + 3 L of the P + 84 L tokens. Two kernels skip the masked pairs:
             run by one `scaled_dot_product_attention` call (its mem-efficient kernel on GPU, the
             math one on CPU). Forward and backward on every device.
   flex      torch's FlexAttention with a block mask built from the tree: mask_mod(q, k) =
-            ancestor-or-self(node(k), node(q)) and k <= q; blocks of 128 x 128 that hold no
-            visible pair are skipped. On CPU, torch 2.13 runs its forward only (no backward).
+            ancestor-or-self(node(k), node(q)) and k <= q. On CUDA it runs compiled
+            (`torch.compile`), where blocks of 128 x 128 that hold no visible pair are skipped;
+            uncompiled (CPU) torch materialises the whole score matrix and runs the forward
+            only (no backward in torch 2.13): there it is an exactness check, not a kernel.
 
-`plan(packed, kernel="auto")` builds the kernel's plan; "auto" takes flex on CUDA and segments
-elsewhere.
+`plan(packed, kernel="auto")` builds the kernel's plan; "auto" takes segments on every device:
+flex is chosen by name (`TREERPO_TREE_KERNEL=flex` for the packed engine) until the prepared
+GPU check (benchmarks/gpu_check.sh) has timed it against segments.
 
 With transformers, the plan travels as a keyword of the model call (`tree_plan=...`) down to every
 attention layer. The registered attention implementation (`implementation(base)`, e.g.
@@ -30,7 +33,6 @@ attention as the forward, reentrant or not.
 from __future__ import annotations
 
 import sys
-from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
@@ -130,7 +132,7 @@ def plan(packed: PackedBatch, kernel: str = "auto", device=None):
     built on the CPU and moved to `device`."""
     device = torch.device(device) if device is not None else torch.device("cpu")
     if kernel == "auto":
-        kernel = "flex" if device.type == "cuda" else "segments"
+        kernel = "segments"
     if kernel == "segments":
         return segment_plan(packed).to(device)
     if kernel == "flex":
@@ -152,11 +154,20 @@ def _segments(query, key, value, scaling, tree_plan: SegmentPlan):
     return packed.view(s, length, h, d)
 
 
+_COMPILED_FLEX = None
+
+
 def _flex(query, key, value, scaling, tree_plan: FlexPlan):
+    global _COMPILED_FLEX
     from torch.nn.attention.flex_attention import flex_attention
 
-    out = flex_attention(query, key, value, block_mask=tree_plan.block_mask, scale=scaling,
-                         enable_gqa=query.shape[1] != key.shape[1])  # (S, H, L, d)
+    fn = flex_attention
+    if query.device.type == "cuda":  # fused and block-sparse only when compiled
+        if _COMPILED_FLEX is None:
+            _COMPILED_FLEX = torch.compile(flex_attention, dynamic=True)
+        fn = _COMPILED_FLEX
+    out = fn(query, key, value, block_mask=tree_plan.block_mask, scale=scaling,
+             enable_gqa=query.shape[1] != key.shape[1])  # (S, H, L, d)
     return out.transpose(1, 2)
 
 
@@ -210,14 +221,3 @@ def use(model) -> str:
     if model.config._attn_implementation != name:
         model.set_attn_implementation(name)
     return name
-
-
-@contextmanager
-def switched(model):
-    """Run `model` with the tree attention inside the block, its own after."""
-    before = model.config._attn_implementation
-    use(model)
-    try:
-        yield model
-    finally:
-        model.set_attn_implementation(before)

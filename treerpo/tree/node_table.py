@@ -257,7 +257,7 @@ def from_tree(tree) -> NodeTable:
     """
     index = {id(n): i for i, n in enumerate(tree.nodes)}
     leaves = tree.leaves()
-    b, n = len(leaves), len(tree.nodes)
+    b = len(leaves)
     width = max((leaf.depth for leaf in leaves), default=0) or 1
     parent = torch.tensor([index[id(x.parent)] if x.parent is not None else -1 for x in tree.nodes], dtype=torch.long)
     depth = torch.tensor([x.depth for x in tree.nodes], dtype=torch.long)
@@ -278,7 +278,7 @@ def from_tree(tree) -> NodeTable:
         row_nodes=row_nodes,
         row_ends=row_ends,
         row_depth=row_depth,
-        row_root=torch.zeros(b, dtype=torch.long) if n else torch.full((b,), -1, dtype=torch.long),
+        row_root=torch.zeros(b, dtype=torch.long),  # the root is node 0
         leaf=torch.tensor([index[id(leaf)] for leaf in leaves], dtype=torch.long),
     )
 
