@@ -43,7 +43,7 @@ def test_paired_by_problem_by_hand(tmp_path):
 
 def test_different_problems_are_not_paired(tmp_path):
     a = write(tmp_path / "a", {"m": [0, 1, 1]})
-    b = write(tmp_path / "b", {"m": [1, 1, 0]})
+    write(tmp_path / "b", {"m": [1, 1, 0]})
     res = json.loads((tmp_path / "b" / "results.json").read_text())
     res["benchmarks"]["m"]["problems_digest"] = "other"  # evaluated on another parquet of 3 problems
     (tmp_path / "b" / "results.json").write_text(json.dumps(res))
