@@ -2,6 +2,7 @@
 
 import json
 import math
+from pathlib import Path
 
 import pytest
 
@@ -159,3 +160,19 @@ def test_report_command_writes_its_files(tmp_path, capsys):
         assert (tmp_path / name).stat().st_size > 0
     back = json.loads((tmp_path / "runs.json").read_text())
     assert len(back) == 10 and back[0]["validations"][-1]["tokens"] == pytest.approx(1600)
+
+
+def test_grid_ablation_rows(tmp_path):
+    import argparse
+
+    from treerpo.tiny import grid
+
+    row = grid.ablation("treerpo_group=treerpo:tree.advantage.norm=group,tree.advantage.tau=0")
+    assert row == ("treerpo_group", "treerpo", ["tree.advantage.norm=group", "tree.advantage.tau=0"])
+    runs = grid.grid_runs(tmp_path, [3], ["grpo"], ablations=[row])
+    assert [Path(r.out).name for r in runs] == ["grpo-seed3", "treerpo_group-seed3"]
+    assert runs[1].estimator == "treerpo" and runs[1].extra[-1] == "tree.advantage.tau=0"
+    assert runs[1].steps == grid.STEPS["treerpo"]
+    for bad in ("treerpo", "Tree=treerpo:x=1", "a=sft:x=1", "a=treerpo:"):
+        with pytest.raises(argparse.ArgumentTypeError):
+            grid.ablation(bad)

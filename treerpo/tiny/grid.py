@@ -17,7 +17,9 @@ Budgets, both ways:
                 generated tokens cover GRPO's at step 40; the report reads every curve at equal
                 tokens and at equal training seconds
 
-A run whose `summary.json` exists is finished and skipped. Without `--resume`, an unfinished
+Ablations (`--ablation treerpo_group=treerpo:tree.advantage.norm=group`) add a row: the same
+estimator with a setting from the papers changed, in `<out>/<label>-seed<k>/`, compared with GRPO
+like the others. A run whose `summary.json` exists is finished and skipped. Without `--resume`, an unfinished
 run starts over; with it, it continues from its last checkpoint (verl saves one at the end
 only, so an interrupted run usually starts over either way). Progress: one line per run as it
 starts and ends, verl's own progress bar in between. The report (treerpo/tiny/report.py) is
@@ -27,6 +29,7 @@ written to `<out>/` at the end, or alone with `--report-only`.
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 import time
 from pathlib import Path
@@ -39,10 +42,24 @@ STEPS = {"grpo": 40, "treerpo": 64, "treepo": 56}
 SEEDS = (0, 1, 2, 3, 4)
 
 
-def grid_runs(out: Path, seeds, estimators, steps=None) -> list[recipe.TinyRun]:
+def grid_runs(out: Path, seeds, estimators, steps=None, ablations=()) -> list[recipe.TinyRun]:
+    """The grid's runs, seed by seed; `ablations` are (label, estimator, overrides): an extra row
+    of that estimator with a setting changed, in `<out>/<label>-seed<k>/`."""
     steps = {**STEPS, **(steps or {})}
-    return [recipe.tiny_run("chains", estimator=est, seed=seed, steps=steps[est], out=str(out / f"{est}-seed{seed}"))
-            for seed in seeds for est in estimators]
+    rows = [(est, est, []) for est in estimators] + list(ablations)
+    return [recipe.tiny_run("chains", estimator=est, seed=seed, steps=steps[est], out=str(out / f"{label}-seed{seed}"),
+                            extra=list(extra))
+            for seed in seeds for label, est, extra in rows]
+
+
+def ablation(text: str) -> tuple[str, str, list[str]]:
+    """`LABEL=ESTIMATOR:KEY=VALUE[,KEY=VALUE]`, e.g. `treerpo_tau0=treerpo:tree.advantage.tau=0`."""
+    label, sep, rest = text.partition("=")
+    est, sep2, overrides = rest.partition(":")
+    if not sep or not sep2 or not re.fullmatch(r"[a-z][a-z0-9_]*", label) or est not in ESTIMATORS or not overrides:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected LABEL=ESTIMATOR:KEY=VALUE[,KEY=VALUE] with a lower-case "
+                                         f"label and an estimator of {ESTIMATORS}")
+    return label, est, overrides.split(",")
 
 
 def finished(run: recipe.TinyRun) -> bool:
@@ -55,6 +72,8 @@ def main(argv=None) -> int:
     ap.add_argument("--out", default="runs/chains", help="the grid's folder (default: %(default)s)")
     ap.add_argument("--seeds", type=int, nargs="+", default=list(SEEDS), help="(default: 0 1 2 3 4)")
     ap.add_argument("--estimators", nargs="+", choices=ESTIMATORS, default=list(ESTIMATORS))
+    ap.add_argument("--ablation", type=ablation, action="append", default=[],
+                    help="an extra row: LABEL=ESTIMATOR:KEY=VALUE[,...], e.g. treerpo_group=treerpo:tree.advantage.norm=group")
     ap.add_argument("--resume", action="store_true", help="continue unfinished runs from their last checkpoint")
     ap.add_argument("--check-only", action="store_true", help="compose and validate every run's config, launch nothing")
     ap.add_argument("--report-only", action="store_true", help="write the report from the runs there, launch nothing")
@@ -63,7 +82,7 @@ def main(argv=None) -> int:
 
     quiet.install()
     out = Path(args.out)
-    runs = grid_runs(out, args.seeds, args.estimators)
+    runs = grid_runs(out, args.seeds, args.estimators, ablations=args.ablation)
     if args.check_only:
         from treerpo.tiny import launch
 
