@@ -203,8 +203,10 @@ def tokens_to_reach(runs: list[dict], step: int) -> tuple[str, dict]:
 
 
 def diagnostics(runs: list[dict]) -> tuple[str, dict]:
-    keys = ["prompt_zero_variance", "step_zero_variance", "adv_max", "adv_min", "response_length", "entropy",
-            "flat_over_tree", "step_seconds", "gen_seconds"]
+    keys = ["prompt_zero_variance", "step_zero_variance", "duplicate_leaves", "identical_siblings", "adv_max",
+            "adv_min", "response_length", "entropy", "flat_over_tree", "step_seconds", "gen_seconds"]
+    depths = sorted({k for r in runs for k in r["diagnostics"] if k.startswith("zero_variance_depth_")})
+    keys += depths
     lines = ["| method | " + " | ".join(k.replace("_", " ") for k in keys) + " |", "|" + "---|" * (len(keys) + 1)]
     data: dict = {}
     for m in methods(runs):

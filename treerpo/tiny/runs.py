@@ -14,6 +14,11 @@ samples in tokens (verl's validation dump, tokenised with the run's own tokenize
 Diagnostics, each the median over a run's training steps:
     prompt_zero_variance  prompts whose leaves all got the same reward: no signal for GRPO's
                           groups or TreePO's root group (verl's rollout dump, `trainer.rollout_data_dir`)
+    duplicate_leaves      rows whose response repeats an earlier row of the same prompt word for
+                          word (the rollout dump): samples that cannot differ in reward
+    identical_siblings    tree runs: sibling groups (>= 2 children of one node) whose segments are
+                          all the same tokens (the tree dump): branch points that bought nothing
+    zero_variance_depth_k tree runs: step-level groups at depth k whose values all agree
     step_zero_variance    step-level groups (siblings) with equal values (`tree/zero_variance_group_frac`)
     adv_max, adv_min      verl's `critic/advantages/max`, `min`: the scale of the advantages
     response_length       training responses, tokens (verl's `response_length/mean`)
@@ -70,6 +75,54 @@ def prompt_zero_variance(rollout_dir: Path) -> Optional[float]:
     return _median(fracs)
 
 
+def duplicate_leaves(rollout_dir: Path) -> Optional[float]:
+    """Median over steps of the share of rows repeating an earlier row of their prompt."""
+    fracs = []
+    for path in sorted(rollout_dir.glob("*.jsonl")) if rollout_dir.is_dir() else []:
+        seen: dict[str, set] = {}
+        dup = total = 0
+        for line in path.read_text(encoding="utf-8").splitlines():
+            if line.strip():
+                rec = json.loads(line)
+                if not rec.get("input") or "output" not in rec:
+                    continue  # verl's padding rows
+                outs = seen.setdefault(rec["input"], set())
+                dup += rec["output"] in outs
+                total += 1
+                outs.add(rec["output"])
+        if total:
+            fracs.append(dup / total)
+    return _median(fracs)
+
+
+def sibling_stats(dump: Path) -> dict:
+    """From a tree dump: identical sibling segments, and zero-variance step-level groups by depth,
+    each the median over steps."""
+    per_step: dict[int, dict] = {}
+    for line in dump.read_text(encoding="utf-8").splitlines() if dump.exists() else []:
+        rec = json.loads(line)
+        acc = per_step.setdefault(rec.get("step") or 0, {"groups": 0, "identical": 0, "depth": {}})
+        kids: dict = {}
+        for n in rec["nodes"]:
+            kids.setdefault(n["parent"], []).append(n)
+        for ch in kids.values():
+            if len(ch) < 2:
+                continue
+            acc["groups"] += 1
+            acc["identical"] += len({tuple(c["token_ids"]) for c in ch}) == 1
+            values = [c["value"] for c in ch]
+            if None not in values:
+                d = acc["depth"].setdefault(ch[0]["depth"], [0, 0])
+                d[0] += 1
+                d[1] += max(values) - min(values) <= 1e-12
+    out = {"identical_siblings": _median([a["identical"] / a["groups"] for a in per_step.values() if a["groups"]])}
+    depths = sorted({k for a in per_step.values() for k in a["depth"]})
+    for k in depths:
+        out[f"zero_variance_depth_{k}"] = _median([a["depth"][k][1] / a["depth"][k][0]
+                                                   for a in per_step.values() if k in a["depth"]])
+    return out
+
+
 def response_tokens(val_dir: Path, tokenizer) -> dict[int, float]:
     """{validation step: mean response length in tokens} from verl's validation dumps."""
     out = {}
@@ -99,6 +152,8 @@ def load_run(path: Path, tokenizer=None) -> Optional[dict]:
     train = [r for r in rows if "critic/score/mean" in r]
     diag = {name: _median([r.get(key) for r in train]) for name, key in DIAGNOSTICS.items()}
     diag["prompt_zero_variance"] = prompt_zero_variance(path / "rollouts")
+    diag["duplicate_leaves"] = duplicate_leaves(path / "rollouts")
+    diag.update(sibling_stats(path / "trees.jsonl"))
     return {"estimator": estimator, "seed": int(m["seed"]), "finished": (path / "summary.json").exists(),
             "steps": max((r["step"] for r in train), default=0), "prompts_per_step": prompts, "leaves": leaves,
             "validations": vals, "diagnostics": diag}
