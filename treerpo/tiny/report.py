@@ -233,35 +233,51 @@ def verdict(d: dict, what: str, unit: str = "points", scale: float = 100.0) -> s
 
 
 def plot(runs: list[dict], path: Path) -> None:
+    """Top: average accuracy, mean over seeds. Bottom: the gain over each run's own step-0
+    accuracy (every method of a seed shares it), mean and 95% band over seeds: the seeds' different
+    starting points, which widen the top row's spread, cancel there."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 3, figsize=(15, 4.2), sharey=True)
-    for ax, axis, label in zip(axes, ("step", "tokens", "seconds"),
-                               ("verl training step", "cumulative generated tokens", "training seconds (timing_s/step)")):
+    fig, axes = plt.subplots(2, 3, figsize=(15, 7.6), sharey="row")
+    for col, (axis, label) in enumerate(zip(("step", "tokens", "seconds"),
+                                            ("verl training step", "cumulative generated tokens",
+                                             "training seconds (timing_s/step)"))):
         for k, m in enumerate(methods(runs)):
-            rs = list(by_seed(runs, m).values())
+            rs = [r for r in by_seed(runs, m).values() if r["validations"]]
             if not rs:
                 continue
-            end = min(r["validations"][-1][axis] for r in rs if r["validations"])
+            end = min(r["validations"][-1][axis] for r in rs)
             xs = sorted({v[axis] for r in rs for v in r["validations"] if v[axis] <= end}) if axis == "step" else \
                 [end * i / 40 for i in range(41)]
-            stats = [mean_ci([interpolate(*curve(r, axis), x) for r in rs]) for x in xs]
-            mean = [100 * s["mean"] for s in stats]
-            ax.plot(xs, mean, "o-" if axis == "step" else "-", color=f"C{k}", label=f"{NAME.get(m, m)} ({len(rs)} seeds)")
-            if len(rs) > 1:
-                ax.fill_between(xs, [100 * s["lo"] for s in stats], [100 * s["hi"] for s in stats], color=f"C{k}",
-                                alpha=0.15)
-        ax.set_xlabel(label)
-        ax.grid(alpha=0.3)
-    axes[0].set_ylabel("held-out accuracy, average of the sets (%)")
-    axes[0].legend()
-    fig.suptitle("verl on CPU, tiny Qwen2, chains task: mean over seeds, 95% band")
+            style = "o-" if axis == "step" else "-"
+            for row, gain in ((0, False), (1, True)):
+                ax = axes[row, col]
+                stats = [mean_ci([_at(r, axis, x, gain) for r in rs]) for x in xs]
+                ax.plot(xs, [100 * s["mean"] for s in stats], style, color=f"C{k}",
+                        label=f"{NAME.get(m, m)} ({len(rs)} seeds)")
+                if gain and len(rs) > 1:
+                    ax.fill_between(xs, [100 * s["lo"] for s in stats], [100 * s["hi"] for s in stats],
+                                    color=f"C{k}", alpha=0.15)
+        for row in (0, 1):
+            axes[row, col].grid(alpha=0.3)
+        axes[1, col].set_xlabel(label)
+    axes[0, 0].set_ylabel("held-out accuracy, average of the sets (%)")
+    axes[1, 0].set_ylabel("gain over step 0 (points), 95% band")
+    axes[0, 0].legend()
+    fig.suptitle("verl on CPU, tiny Qwen2, chains task: mean over seeds")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def _at(run: dict, axis: str, x: float, gain: bool) -> Optional[float]:
+    y = interpolate(*curve(run, axis), x)
+    if y is None or not gain:
+        return y
+    return y - run["validations"][0]["mean"]
 
 
 def build(runs: list[dict]) -> tuple[str, dict]:
