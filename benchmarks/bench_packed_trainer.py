@@ -17,7 +17,10 @@ before each `chains` problem), TreeRPO N=3 D=3 with 32-token segments (27 leaves
 segments: a row is 96 response tokens, the tree packed 95 + 39 x 32 = 1,343 tokens against
 27 x 191 = 5,157 unpacked, 0.26 of them, for a full tree; a random model draws its EOS now and
 then, so some paths stop early). 4 prompts a
-step, 2 actor updates. The micro-batch budget is the same number of tokens for both runs (8192);
+step, 2 actor updates (`--updates 1`: one, so that step 1's gradient is computed at the same weights in
+every run and its norm must agree; verl's `pg_loss` and `kl_loss` metrics are means over
+micro-batches of partial sums, so they differ when the runs cut different micro-batches, while
+the loss they sum to is the same). The micro-batch budget is the same number of tokens for both runs (8192);
 the packed run counts packed tokens (treerpo/training/microbatch.py), verl unpacked ones.
 """
 
@@ -52,8 +55,10 @@ def write_data(folder: Path, prompts: int, seed: int = 0) -> None:
 
 
 def overrides(args, model: Path, data: Path, out: Path, pack: bool, ranks: int) -> list[str]:
+    from treerpo.tiny.recipe import RECIPE  # the GPU scripts' common settings, as `treerpo train` passes them
+
     return [
-        "+preset=cpu",
+        "+preset=cpu", *RECIPE,
         "algorithm.adv_estimator=treerpo", "tree.rollout.method=treerpo",
         "tree.rollout.branching=3", "tree.rollout.depth=3", f"tree.rollout.step_tokens={args.seg}",
         "tree.rollout.seeded_segments=true", "tree.rollout.seed=1", f"tree.train.pack={str(pack).lower()}",
@@ -62,7 +67,7 @@ def overrides(args, model: Path, data: Path, out: Path, pack: bool, ranks: int) 
         f"data.train_files={data / 'train.parquet'}", f"data.val_files={data / 'train.parquet'}",
         f"data.train_batch_size={args.prompts}", "data.max_prompt_length=160", "data.shuffle=False",
         f"data.max_response_length={3 * args.seg}", f"actor_rollout_ref.rollout.response_length={3 * args.seg}",
-        f"actor_rollout_ref.actor.ppo_mini_batch_size={args.prompts // 2}",
+        f"actor_rollout_ref.actor.ppo_mini_batch_size={args.prompts // args.updates}",
         "actor_rollout_ref.actor.use_dynamic_bsz=True", f"actor_rollout_ref.actor.ppo_max_token_len_per_gpu={args.budget}",
         "actor_rollout_ref.rollout.log_prob_use_dynamic_bsz=True",
         f"actor_rollout_ref.rollout.log_prob_max_token_len_per_gpu={args.budget}",
@@ -122,6 +127,8 @@ def main(argv=None) -> int:
     ap.add_argument("--hidden", type=int, default=256)
     ap.add_argument("--layers", type=int, default=4)
     ap.add_argument("--budget", type=int, default=8192, help="micro-batch token budget, both runs")
+    ap.add_argument("--updates", type=int, default=2, help="actor updates a step (1: step 1's gradient is "
+                    "the same computation in every run, so its norm must agree)")
     ap.add_argument("--ranks", type=int, nargs="+", default=[1], help="1, and 2 for a 2-rank packed run")
     ap.add_argument("--timeout", type=float, default=1500)
     args = ap.parse_args(argv)
