@@ -6,8 +6,8 @@ then verl's PPO policy loss forward+backward over (a) the padded rows, as verl c
 the same run: actor tokens (and the analytic count), median forward+backward time over the
 repetitions, for two packed attentions (sdpa with the dense tree mask, and one block per node,
 `treerpo.training.tree_attention`), and memory (of the per-node one): on CPU the bytes the autograd graph saves for backward (the activations,
-counted once per storage), on CUDA torch's peak allocated memory. `pack` + `segment_plan` (on CPU)
-are timed on their own.
+counted once per storage), on CUDA torch's peak allocated memory. `pack` + `segment_plan` (on CPU,
+the plan's attention mask built on the device) are timed on their own.
 
 Shapes (per tree; segment length L, prompt length P):
     treerpo_n4_d3         TreeRPO N=4 D=3: 4 -> 16 -> 64 leaves, every segment L tokens
@@ -18,6 +18,9 @@ Shapes (per tree; segment length L, prompt length P):
     nice -n 19 python -m benchmarks.bench_packing [--seg 32 --prompt 32 --trees 1 --hidden 256 --layers 4]
     python -m benchmarks.bench_packing --device cuda --preset qwen2.5-1.5b --seg 384 --prompt 256 \
         --checkpointing --kernels segments flex                       (GPU, bf16: benchmarks/gpu_check.sh)
+
+    python -m benchmarks.bench_packing --host-only --seg 384 --prompt 256 --trees 8 --reps 5
+                                                                      (pack and plan alone)
 
 `--kernels flex` adds FlexAttention with the tree's block mask (backward on accelerators only);
 `--checkpointing` turns on gradient checkpointing as the GPU recipe does (both paths).
@@ -156,9 +159,13 @@ def main(argv=None):
     ap.add_argument("--kernels", nargs="+", default=["segments"], choices=["segments", "flex"],
                     help="tree attention kernels to time beside the dense mask (flex: backward on accelerators only)")
     ap.add_argument("--checkpointing", action="store_true", help="gradient checkpointing on (the GPU recipe's)")
+    ap.add_argument("--host-only", action="store_true",
+                    help="time only the host-side pack and plan (no model), e.g. at the launch scripts' full sizes")
     args = ap.parse_args(argv)
 
     torch.set_num_threads(args.threads)
+    if args.host_only:
+        return host_cost(args)
     dev = torch.device(args.device)
     shape = PRESETS[args.preset] if args.preset else dict(hidden=args.hidden, layers=args.layers, heads=8,
                                                           kv_heads=2, intermediate=3 * args.hidden)
@@ -186,6 +193,7 @@ def main(argv=None):
         t0 = time.perf_counter()
         pk = packing.pack(rows.input_ids, rows.attention_mask, rows.position_ids, rows.uids, rows.response_length)
         plan = tree_attention.plan(pk, "segments", dev)
+        plan.mask  # built at first use; timed here with the plan
         t_pack = time.perf_counter() - t0
         counts = packing.token_counts(rows.attention_mask, pk)
         a_unp, a_pk = counted_tokens(trees)
@@ -209,6 +217,38 @@ def main(argv=None):
         print(f"{name:20s} {len(rows.uids):4d} {counts['unpacked']:7d} {counts['packed']:6d} {counts['ratio']:5.3f} "
               f"{a_pk / a_unp:6.3f} {t_u:6.2f} {t_d:7.2f} {t_s:6.2f} {t_d / t_u:9.3f} {t_s / t_u:7.3f} "
               f"{m_u / mib:7.0f} {m_s / mib:7.0f} {m_s / m_u:7.3f} {t_pack:6.3f}" + flex, flush=True)
+
+
+def host_cost(args) -> None:
+    """Median milliseconds of `pack` and of the segment plan (block indices, then the attention
+    mask built on --device), per micro-batch of --trees trees and per tree."""
+    dev = torch.device(args.device)
+    print(f"host cost of packing: P={args.prompt} L={args.seg} trees={args.trees} reps={args.reps} "
+          f"threads={args.threads} mask on {dev}")
+    print(f"{'shape':20s} {'rows':>4s} {'packed tok':>10s} {'pack ms':>8s} {'plan ms':>8s} {'mask ms':>8s} "
+          f"{'mask MB':>8s} {'total ms/tree':>13s}")
+    for name in args.shapes:
+        branching, p_stop = SHAPES[name]
+        rng = random.Random(0)
+        trees = [grow_tree(rng, f"prompt{i}", args.prompt, branching, args.seg, args.vocab, p_stop=p_stop)
+                 for i in range(args.trees)]
+        rows = verl_rows(trees)
+        t = {"pack": [], "plan": [], "mask": []}
+        for _ in range(args.reps + 1):
+            t0 = time.perf_counter()
+            pk = packing.pack(rows.input_ids, rows.attention_mask, rows.position_ids, rows.uids, rows.response_length)
+            t1 = time.perf_counter()
+            plan = tree_attention.plan(pk, "segments", dev)
+            t2 = time.perf_counter()
+            mask = plan.mask
+            if dev.type == "cuda":
+                torch.cuda.synchronize()
+            t3 = time.perf_counter()
+            for k, v in zip(t, (t1 - t0, t2 - t1, t3 - t2)):
+                t[k].append(v * 1e3)
+        med = {k: statistics.median(v[1:]) for k, v in t.items()}  # the first repetition warms up
+        print(f"{name:20s} {len(rows.uids):4d} {int(pk.valid.sum()):10d} {med['pack']:8.1f} {med['plan']:8.1f} "
+              f"{med['mask']:8.1f} {mask.numel() / 1e6:8.1f} {sum(med.values()) / args.trees:13.1f}", flush=True)
 
 
 if __name__ == "__main__":

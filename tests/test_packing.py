@@ -257,3 +257,20 @@ def test_log_prob_path_keeps_no_vocabulary_sized_tensor():
     lp, ent = packing.response_logprobs(logits.detach(), pk, rows.input_ids, chunk_rows=256)
     lp_all, ent_all = packing.response_logprobs(logits.detach(), pk, rows.input_ids, chunk_rows=s * length)
     assert torch.allclose(lp, lp_all) and torch.allclose(ent, ent_all)
+
+
+def test_pack_cache_keeps_block_indices_not_the_mask():
+    """The packed engine caches a micro-batch's pack and plan on the CPU for the step's passes: the
+    plan holds block indices there, and its N x Q x K attention mask is built only on the copy a
+    forward uses, the same mask every time."""
+    from verl_ext import packed_engine
+
+    rows = batch(SHAPES[0])
+    packed_engine._CACHE = None
+    args = (rows.input_ids, rows.attention_mask, rows.position_ids, rows.uids, rows.response_length, "segments")
+    _, _, used = packed_engine._packed(*args)
+    cached = next(iter(packed_engine._CACHE.values()))[1]
+    assert used.mask.shape[0] == cached.q_index.shape[0] and cached._mask is None
+    _, _, again = packed_engine._packed(*args)
+    assert len(packed_engine._CACHE) == 1 and again is not used and torch.equal(again.mask, used.mask)
+    assert cached._mask is None

@@ -95,7 +95,8 @@ def _packed(input_ids, mask_cpu, position_ids, uids, response_length: int, kerne
     """The pack and attention plan of a micro-batch, built on the CPU once and reused: a step's
     old_log_prob, ref and update passes over the same rows (the same micro-batches, as the
     tree-aware planner makes them from the same trees) share one pack. The cache keeps the CPU
-    copies only; each use moves them to the device."""
+    copies only, the plan as block indices (its N x Q x K attention mask is built on the device at
+    each use, `SegmentPlan.mask`); each use moves them to the device."""
     from collections import OrderedDict
 
     global _CACHE

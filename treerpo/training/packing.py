@@ -30,6 +30,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Sequence
 
+import numpy as np
 import torch
 
 from treerpo.tree import topology
@@ -45,7 +46,7 @@ class PackedBatch:
     row_seq: torch.Tensor  # (B,) the row's sequence, -1 for padding rows
     row_index: torch.Tensor  # (B, T) packed position of each of the row's tokens, -1 where invalid
     prompt_width: int  # P
-    segments: list  # per sequence: (node path, start, end) in packed positions, () = the prompt
+    node_span: torch.Tensor  # (S, N, 2) packed [start, end) of each node (0 = the prompt), 0 where absent
 
     @property
     def attention(self) -> torch.Tensor:
@@ -71,33 +72,20 @@ class PackedBatch:
         return PackedBatch(**moved)
 
 
-def _trees(topo: topology.BatchTopology) -> dict:
-    """prompt uid -> row indices, in order of first appearance (padding rows left out)."""
-    trees: dict = {}
-    for r, prompt in enumerate(topo.prompt_uids):
-        if not topo.padding[r]:
-            trees.setdefault(prompt, []).append(r)
-    return trees
-
-
-def _nodes(topo: topology.BatchTopology, rows: list[int]) -> dict:
-    """node path (tuple) -> (a row holding it, response start, response end), depth-first order."""
-    nodes: dict = {}
-    for r in rows:
-        start = 0
-        for k in range(int(topo.depth[r])):
-            key = tuple(int(p) for p in topo.paths[r, : k + 1])
-            end = int(topo.ends[r, k])
-            if key in nodes and nodes[key][1:] != (start, end):
-                raise ValueError(f"node {key} of tree {topo.prompt_uids[r]!r} has different spans in two rows")
-            nodes.setdefault(key, (r, start, end))
-            start = end
-    return dict(sorted(nodes.items()))  # tuple order = depth-first (pre-order)
+def _ramp(lens: np.ndarray) -> np.ndarray:
+    """0..len-1 for every length, concatenated."""
+    return np.arange(int(lens.sum())) - np.repeat(np.cumsum(lens) - lens, lens)
 
 
 def pack(input_ids: torch.Tensor, attention_mask: torch.Tensor, position_ids: torch.Tensor,
          uids: Sequence[str], response_length: int) -> PackedBatch:
-    """Pack a batch's rows into one sequence per tree (see the module docstring)."""
+    """Pack a batch's rows into one sequence per tree (see the module docstring).
+
+    Built from the uids' arrays with no loop over nodes or tokens: every (row, level) of the batch
+    names a node by (tree, path prefix); `np.unique` over those keys gives each tree's nodes in
+    depth-first order (a prefix padded with -1 sorts before its children), and every token, row
+    index and ancestor pair is then a gather over those nodes.
+    """
     b, t = input_ids.shape
     p = t - int(response_length)
     topo = topology.decode_batch(list(uids))
@@ -108,56 +96,95 @@ def pack(input_ids: torch.Tensor, attention_mask: torch.Tensor, position_ids: to
         r = int(((resp_len != last_end) & real).nonzero()[0])
         raise ValueError(f"row {r}: response has {int(resp_len[r])} tokens but its uid {uids[r]!r} ends at {int(last_end[r])}")
 
-    row_seq = torch.full((b,), -1, dtype=torch.long)
-    row_index = torch.full((b, t), -1, dtype=torch.long)
-    seqs = []  # per tree: (ids, positions, node of each token, ancestor matrix)
-    for s, rows in enumerate(_trees(topo).values()):
-        first = rows[0]
-        prompt_cols = attention_mask[first, :p].bool()
-        ids, pos = [input_ids[first, :p][prompt_cols]], [position_ids[first, :p][prompt_cols]]
-        n_prompt = int(prompt_cols.sum())
-        nodes = _nodes(topo, rows)
-        node_id = {key: i + 1 for i, key in enumerate(nodes)}  # 0 is the prompt
-        starts, offset = {}, n_prompt
-        spans = [((), 0, n_prompt)]
-        owner = [torch.zeros(n_prompt, dtype=torch.long)]
-        anc = torch.eye(len(nodes) + 1, dtype=torch.bool)
-        anc[:, 0] = True
-        for key, (r, start, end) in nodes.items():
-            ids.append(input_ids[r, p + start: p + end])
-            pos.append(position_ids[r, p + start: p + end])
-            owner.append(torch.full((end - start,), node_id[key], dtype=torch.long))
-            starts[key] = offset
-            spans.append((key, offset, offset + end - start))
-            offset += end - start
-            if len(key) > 1:
-                anc[node_id[key]] |= anc[node_id[key[:-1]]]
-        for r in rows:
-            if not torch.equal(attention_mask[r, :p].bool(), prompt_cols):
-                raise ValueError(f"rows {first} and {r} share prompt uid {topo.prompt_uids[r]!r} but not its length")
-            row_seq[r] = s
-            row_index[r, :p][prompt_cols] = torch.arange(n_prompt)
-            start = 0
-            for k in range(int(topo.depth[r])):
-                key, end = tuple(int(x) for x in topo.paths[r, : k + 1]), int(topo.ends[r, k])
-                row_index[r, p + start: p + end] = starts[key] + torch.arange(end - start)
-                start = end
-        seqs.append((torch.cat(ids), torch.cat(pos), torch.cat(owner), anc, spans))
+    # trees in order of first appearance; a tree's prompt is its first row's
+    real_rows = np.flatnonzero(~topo.padding)
+    tree_ids: dict = {}
+    row_tree = np.full(b, -1, dtype=np.int64)
+    row_tree[real_rows] = [tree_ids.setdefault(topo.prompt_uids[r], len(tree_ids)) for r in real_rows]
+    n_trees = len(tree_ids)
+    first_row = real_rows[np.unique(row_tree[real_rows], return_index=True)[1]] if n_trees else real_rows
+    prompt_mask = attention_mask[:, :p].bool()
+    real_t, first_t = torch.as_tensor(real_rows), torch.as_tensor(first_row)
+    differs = (prompt_mask[real_t] != prompt_mask[torch.as_tensor(first_row[row_tree[real_rows]])]).any(-1).numpy()
+    if differs.any():
+        r = int(real_rows[differs.argmax()])
+        raise ValueError(f"rows {int(first_row[row_tree[r]])} and {r} share prompt uid {topo.prompt_uids[r]!r} "
+                         "but not its length")
+    n_prompt = prompt_mask[first_t].sum(-1).numpy().astype(np.int64)
 
-    length = max((len(x[0]) for x in seqs), default=0)
-    width = max((x[3].shape[0] for x in seqs), default=1)
-    n = len(seqs)
-    packed_ids = torch.zeros(n, length, dtype=input_ids.dtype)
-    packed_pos = torch.zeros(n, length, dtype=position_ids.dtype)
-    owners = torch.full((n, length), -1, dtype=torch.long)
-    ancestors = torch.zeros(n, width, width, dtype=torch.bool)
-    valid = torch.zeros(n, length, dtype=torch.bool)
-    for s, (ids, pos, owner, anc, _) in enumerate(seqs):
-        m = len(ids)
-        packed_ids[s, :m], packed_pos[s, :m], valid[s, :m], owners[s, :m] = ids, pos, True, owner
-        ancestors[s, : anc.shape[0], : anc.shape[0]] = anc.T  # anc[i, j]: j is an ancestor of i
-    packed = PackedBatch(packed_ids, packed_pos, owners, ancestors, valid, row_seq, row_index, p,
-                         [x[4] for x in seqs])
+    # nodes: one per distinct (tree, path prefix) over every (row, level)
+    depth_max = topo.paths.shape[1]
+    ent_r, ent_k = np.nonzero(np.arange(depth_max)[None, :] < topo.depth[:, None])
+    prefix = np.where(np.arange(depth_max)[None, :] <= ent_k[:, None], topo.paths[ent_r], -1)
+    keys = np.concatenate([row_tree[ent_r][:, None], prefix], axis=1)
+    if len(keys):
+        uniq, first_ent, ent_node = np.unique(keys, axis=0, return_index=True, return_inverse=True)
+    else:
+        uniq, first_ent, ent_node = keys, np.zeros(0, np.int64), np.zeros(0, np.int64)
+    ent_node = ent_node.reshape(-1)
+    ent_start = np.where(ent_k > 0, topo.ends[ent_r, np.maximum(ent_k - 1, 0)], 0)
+    ent_end = topo.ends[ent_r, ent_k]
+    node_start, node_end = ent_start[first_ent], ent_end[first_ent]  # response columns, from one row
+    clash = (ent_start != node_start[ent_node]) | (ent_end != node_end[ent_node])
+    if clash.any():
+        e = int(clash.argmax())
+        key = tuple(int(x) for x in prefix[e, : ent_k[e] + 1])
+        raise ValueError(f"node {key} of tree {topo.prompt_uids[ent_r[e]]!r} has different spans in two rows")
+    node_tree, node_len = uniq[:, 0], node_end - node_start
+    n_nodes = np.bincount(node_tree, minlength=n_trees)
+    tree_first = np.cumsum(n_nodes) - n_nodes  # a tree's first node in the global order
+    node_local = 1 + np.arange(len(uniq)) - tree_first[node_tree]  # 0 is the prompt
+    cum = np.cumsum(node_len) - node_len
+    node_off = n_prompt[node_tree] + cum - cum[tree_first[node_tree]] if len(uniq) else cum  # packed start
+    seq_len = n_prompt + np.bincount(node_tree, weights=node_len, minlength=n_trees).astype(np.int64)
+
+    length = int(seq_len.max(initial=0))
+    width = int(n_nodes.max(initial=0)) + 1
+    packed_ids = torch.zeros(n_trees, length, dtype=input_ids.dtype)
+    packed_pos = torch.zeros(n_trees, length, dtype=position_ids.dtype)
+    owners = torch.full((n_trees, length), -1, dtype=torch.long)
+    # prompts: each tree's first row, its unpadded prompt columns in order
+    ps, pc = prompt_mask[first_t].nonzero(as_tuple=True)
+    pdst = prompt_mask[first_t].long().cumsum(-1)[ps, pc] - 1
+    src_rows = first_t[ps]
+    packed_ids[ps, pdst], packed_pos[ps, pdst], owners[ps, pdst] = input_ids[src_rows, pc], position_ids[src_rows, pc], 0
+    # nodes: each segment's tokens from the row that defined it
+    tok_node = np.repeat(np.arange(len(uniq)), node_len)
+    ramp = _ramp(node_len)
+    src_r = torch.as_tensor(ent_r[first_ent][tok_node])
+    src_c = torch.as_tensor(p + node_start[tok_node] + ramp)
+    dst_s = torch.as_tensor(node_tree[tok_node])
+    dst_i = torch.as_tensor(node_off[tok_node] + ramp)
+    packed_ids[dst_s, dst_i], packed_pos[dst_s, dst_i] = input_ids[src_r, src_c], position_ids[src_r, src_c]
+    owners[dst_s, dst_i] = torch.as_tensor(node_local[tok_node])
+    valid = owners >= 0
+
+    # ancestor[s, a, b]: node a is on node b's path (the prompt, its ancestors, itself)
+    ancestors = torch.zeros(n_trees, width, width, dtype=torch.bool)
+    ancestors[:, 0, :] = torch.arange(width)[None, :] <= torch.as_tensor(n_nodes)[:, None]
+    row_node = np.full((b, depth_max), -1, dtype=np.int64)  # the node of each (row, level)
+    row_node[ent_r, ent_k] = ent_node
+    above = row_node[ent_r]  # (entries, D): the nodes on each entry's path
+    m, j = np.nonzero((np.arange(depth_max)[None, :] <= ent_k[:, None]))
+    ancestors[torch.as_tensor(node_tree[ent_node[m]]), torch.as_tensor(node_local[above[m, j]]),
+              torch.as_tensor(node_local[ent_node[m]])] = True
+    node_span = torch.zeros(n_trees, width, 2, dtype=torch.long)
+    node_span[:, 0, 1] = torch.as_tensor(n_prompt)
+    node_span[torch.as_tensor(node_tree), torch.as_tensor(node_local)] = torch.as_tensor(
+        np.stack([node_off, node_off + node_len], axis=1).reshape(-1, 2))
+
+    # row_index[r, c]: where row r's column c sits in its tree's sequence
+    row_seq = torch.as_tensor(row_tree)
+    row_index = torch.full((b, t), -1, dtype=torch.long)
+    rr, rc = prompt_mask[real_t].nonzero(as_tuple=True)
+    rows_t = real_t[rr]
+    row_index[rows_t, rc] = prompt_mask.long().cumsum(-1)[rows_t, rc] - 1
+    ent_len = ent_end - ent_start
+    ramp = _ramp(ent_len)
+    row_index[torch.as_tensor(np.repeat(ent_r, ent_len)), torch.as_tensor(p + np.repeat(ent_start, ent_len) + ramp)] = \
+        torch.as_tensor(np.repeat(node_off[ent_node], ent_len) + ramp)
+
+    packed = PackedBatch(packed_ids, packed_pos, owners, ancestors, valid, row_seq, row_index, p, node_span)
     _check_rows(packed, input_ids, position_ids)
     return packed
 

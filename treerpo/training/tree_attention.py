@@ -33,7 +33,7 @@ attention as the forward, reentrant or not.
 from __future__ import annotations
 
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
@@ -49,10 +49,26 @@ FLEX_BLOCK = 128
 class SegmentPlan:
     q_index: torch.Tensor  # (N, Q) flat packed index (s * L + i) of each block's queries, -1 = pad
     k_index: torch.Tensor  # (N, K) flat packed index of each block's keys, -1 = pad
-    mask: torch.Tensor  # (N, 1, Q, K) bool, True = attend
+    ancestors: torch.Tensor  # (N,) keys of each block before its own tokens (its path's tokens)
+    _mask: torch.Tensor | None = field(default=None, repr=False)
+
+    @property
+    def mask(self) -> torch.Tensor:
+        """(N, 1, Q, K) bool, True = attend: query i of block n sees key j <=> j <= ancestors[n] + i
+        (the whole path, then its own tokens causally); a padded query sees key 0 only (no empty
+        softmax row). N Q K values (44 MB a TreeRPO N=4 D=3 tree of 384-token segments), so it is
+        built on the plan's device at first use and kept for the plan's life (every layer and the
+        checkpoint recompute of one forward read it); the indices, small, are what a cache keeps."""
+        if self._mask is None:
+            limit = torch.where(self.q_index >= 0, self.ancestors[:, None]
+                                + torch.arange(self.q_index.shape[1], device=self.q_index.device), 0)
+            keys = torch.arange(self.k_index.shape[1], device=self.k_index.device)
+            self._mask = (keys[None, None, :] <= limit[:, :, None])[:, None]
+        return self._mask
 
     def to(self, device) -> "SegmentPlan":
-        return SegmentPlan(self.q_index.to(device), self.k_index.to(device), self.mask.to(device))
+        """The indices on `device`; the mask is built there when first read."""
+        return SegmentPlan(self.q_index.to(device), self.k_index.to(device), self.ancestors.to(device))
 
 
 @dataclass
@@ -68,26 +84,21 @@ class FlexPlan:
 
 
 def segment_plan(packed: PackedBatch) -> SegmentPlan:
-    """One block per node of every packed tree (see the module docstring), vectorised: the blocks'
-    query and key spans come from the node spans, with no loop over tokens."""
+    """One block per node of every packed tree (see the module docstring), from the pack's node
+    spans and ancestor matrix with no loop: block (s, n) queries node n's span and keys the spans
+    of the nodes a with ancestor[s, a, n], in node order (a path's nodes come in packed order)."""
     length = packed.input_ids.shape[1]
-    q_spans, k_lists = [], []  # per block: (query start, end) and its path's spans, as flat indices
-    for s, segments in enumerate(packed.segments):
-        spans = {key: (a, b) for key, a, b in segments}
-        base = s * length
-        for key, a, b in segments:
-            q_spans.append((base + a, base + b))
-            k_lists.append([(base + x, base + y) for x, y in (spans[key[:k]] for k in range(len(key) + 1))])
-    n = len(q_spans)
-    q_start = torch.tensor([a for a, _ in q_spans], dtype=torch.long)
-    q_len = torch.tensor([b - a for a, b in q_spans], dtype=torch.long)
+    span = packed.node_span
+    blk_s, blk_n = packed.ancestor.diagonal(dim1=1, dim2=2).nonzero(as_tuple=True)  # every node, in order
+    base = blk_s * length
+    q_start, q_len = base + span[blk_s, blk_n, 0], span[blk_s, blk_n, 1] - span[blk_s, blk_n, 0]
+    n = len(blk_s)
     q_index = q_start[:, None] + torch.arange(int(q_len.max()))[None, :]
     q_index = torch.where(torch.arange(q_index.shape[1])[None, :] < q_len[:, None], q_index, -1)
     # keys: the path's spans laid end to end per block
-    flat_spans = [(i, x, y) for i, spans in enumerate(k_lists) for x, y in spans]
-    block = torch.tensor([i for i, _, _ in flat_spans], dtype=torch.long)
-    starts = torch.tensor([x for _, x, _ in flat_spans], dtype=torch.long)
-    lens = torch.tensor([y - x for _, x, y in flat_spans], dtype=torch.long)
+    block, above = packed.ancestor[blk_s, :, blk_n].nonzero(as_tuple=True)  # (block, node on its path)
+    starts = base[block] + span[blk_s[block], above, 0]
+    lens = span[blk_s[block], above, 1] - span[blk_s[block], above, 0]
     k_len = torch.zeros(n, dtype=torch.long).index_add_(0, block, lens)
     offset_in_block = torch.cumsum(lens, 0) - lens - (torch.cumsum(k_len, 0) - k_len)[block]
     token_block = torch.repeat_interleave(block, lens)
@@ -95,9 +106,7 @@ def segment_plan(packed: PackedBatch) -> SegmentPlan:
     token_index = torch.repeat_interleave(starts, lens) + _ramp(lens)
     k_index = torch.full((n, int(k_len.max())), -1, dtype=torch.long)
     k_index[token_block, token_pos] = token_index
-    mask = (k_index[:, None, :] <= q_index[:, :, None]) & (k_index[:, None, :] >= 0)
-    mask[:, :, 0] |= q_index < 0  # padded queries see one key: no empty softmax rows (no NaN)
-    return SegmentPlan(q_index, k_index, mask[:, None])
+    return SegmentPlan(q_index, k_index, k_len - q_len)  # a block's keys: its path, then its queries
 
 
 def _ramp(lens: torch.Tensor) -> torch.Tensor:
@@ -128,8 +137,8 @@ def flex_block_mask(plan: FlexPlan):
 
 
 def plan(packed: PackedBatch, kernel: str = "auto", device=None):
-    """The plan of `kernel` ("segments", "flex" or "auto": flex on CUDA, segments elsewhere),
-    built on the CPU and moved to `device`."""
+    """The plan of `kernel` ("segments", "flex" or "auto", which is segments on every device until
+    flex is timed against it on a GPU), built on the CPU and moved to `device`."""
     device = torch.device(device) if device is not None else torch.device("cpu")
     if kernel == "auto":
         kernel = "segments"
