@@ -16,12 +16,13 @@ The shape makes compute dominate `update_actor`: a Qwen2 of hidden 256, 4 layers
 before each `chains` problem), TreeRPO N=3 D=3 with 32-token segments (27 leaves a tree, 39
 segments: a row is 96 response tokens, the tree packed 95 + 39 x 32 = 1,343 tokens against
 27 x 191 = 5,157 unpacked, 0.26 of them, for a full tree; a random model draws its EOS now and
-then, so some paths stop early). 4 prompts a
-step, 2 actor updates (`--updates 1`: one, so that step 1's gradient is computed at the same weights in
-every run and its norm must agree; verl's `pg_loss` and `kl_loss` metrics are means over
-micro-batches of partial sums, so they differ when the runs cut different micro-batches, while
-the loss they sum to is the same). The micro-batch budget is the same number of tokens for both runs (8192);
-the packed run counts packed tokens (treerpo/training/microbatch.py), verl unpacked ones.
+then, so some paths stop early). 4 prompts a step, 2 actor updates a step.
+
+`--updates 1` makes one update a step, so that step 1's gradient is computed at the same weights
+in every run and its norm must agree. verl's `pg_loss` and `kl_loss` metrics are means over
+micro-batches of partial sums: they differ when the runs cut different micro-batches, while the
+loss they sum to is the same. The micro-batch budget is the same number of tokens for both runs
+(8192); the packed run counts packed tokens (treerpo/training/microbatch.py), verl unpacked ones.
 """
 
 from __future__ import annotations
