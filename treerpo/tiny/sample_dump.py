@@ -1,6 +1,6 @@
 """Sample trees with the tiny model on the local engine and write them as a tree dump, no verl.
 
-    python -m treerpo.tiny.sample_dump --out /tmp/trees.jsonl [--method treerpo|treepo] [--prompts 4]
+    python -m treerpo.tiny.sample_dump --out trees.jsonl [--method treerpo|treepo] [--prompts 4]
 
 The starting checkpoint is the shipped warm-up of seed 0 (examples/tiny/base-seed0, right on
 39% of held-out problems greedy) when present, else a random tiny Qwen2 (whose leaves never
