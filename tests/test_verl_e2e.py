@@ -257,15 +257,23 @@ def test_packed_training_matches_unpacked(runs_dir):
     checkpoint and, with seeded segments, the same step-1 trees) gives the unpacked run's loss,
     grad norm, KL and updated policy, up to floating-point summation order.
 
+    Both runs make one actor update a step (both prompts in one mini-batch). verl's batch holds the
+    trees in the order their requests finished, a race between the two trees, and with two updates
+    a step that order decides which tree's update comes first: here one step-1 tree has every
+    step-level group pruned (all advantages 0), so in about 1 run of 8 the packed run updated on it
+    first, made no move, and its step-1 KL and grad norm had nothing in common with the unpacked
+    run's, which had gone the other way. Within one update the order changes only the summation.
+
     Tolerances, from the run that set them: step 1's metrics agreed within 1e-5 relative (grad norm
     7e-7). The updated weights agreed to 1e-3 in all but 1 of 329,216 parameters: Adam's first step
     is about lr * sign(g) (lr 1e-2 here), so a parameter whose gradient is near 0 can move either
     way on a 1e-7 difference in g; the step-1 rows' log-probs moved by 4.8 on average and differed
     by 6e-3 (0.13%). Step 2 is not compared: it starts from weights that differ that little, and
-    at this lr its updates amplify the difference (two runs drew the same step-2 trees; their
-    step-2 pg_loss agreed with the unpacked run's within 0.2% once and differed by 43% once)."""
-    base, base_rows = run_estimator(runs_dir, "treerpo")
-    packed, packed_rows = run_estimator(runs_dir, "treerpo", name="treerpo-packed", extra=("tree.train.pack=true",))
+    at this lr its updates amplify the difference."""
+    one_update = ("actor_rollout_ref.actor.ppo_mini_batch_size=2",)  # = prompts_per_step in `_run`
+    base, base_rows = run_estimator(runs_dir, "treerpo", name="treerpo-one-update", extra=one_update)
+    packed, packed_rows = run_estimator(runs_dir, "treerpo", name="treerpo-packed",
+                                        extra=one_update + ("tree.train.pack=true",))
     unpacked_steps, packed_steps = train_steps(base_rows), train_steps(packed_rows)
     print_comparison(unpacked_steps, packed_steps)  # `pytest -s` shows it (docs/PACKING.md)
     check_losses_and_checkpoint(packed, packed_steps)
