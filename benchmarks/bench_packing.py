@@ -186,10 +186,7 @@ def main(argv=None):
     print(head)
     for name in args.shapes:
         branching, p_stop = SHAPES[name]
-        rng = random.Random(0)
-        trees = [grow_tree(rng, f"prompt{i}", args.prompt, branching, args.seg, args.vocab, p_stop=p_stop)
-                 for i in range(args.trees)]
-        rows = verl_rows(trees)
+        trees, rows = shape_batch(name, args)
         t0 = time.perf_counter()
         pk = packing.pack(rows.input_ids, rows.attention_mask, rows.position_ids, rows.uids, rows.response_length)
         plan = tree_attention.plan(pk, "segments", dev)
@@ -219,6 +216,15 @@ def main(argv=None):
               f"{m_u / mib:7.0f} {m_s / mib:7.0f} {m_s / m_u:7.3f} {t_pack:6.3f}" + flex, flush=True)
 
 
+def shape_batch(name: str, args):
+    """--trees trees of shape `name` (seed 0) and their rows in verl's layout."""
+    branching, p_stop = SHAPES[name]
+    rng = random.Random(0)
+    trees = [grow_tree(rng, f"prompt{i}", args.prompt, branching, args.seg, args.vocab, p_stop=p_stop)
+             for i in range(args.trees)]
+    return trees, verl_rows(trees)
+
+
 def host_cost(args) -> None:
     """Median milliseconds of `pack` and of the segment plan (block indices, then the attention
     mask built on --device), per micro-batch of --trees trees and per tree."""
@@ -228,11 +234,7 @@ def host_cost(args) -> None:
     print(f"{'shape':20s} {'rows':>4s} {'packed tok':>10s} {'pack ms':>8s} {'plan ms':>8s} {'mask ms':>8s} "
           f"{'mask MB':>8s} {'total ms/tree':>13s}")
     for name in args.shapes:
-        branching, p_stop = SHAPES[name]
-        rng = random.Random(0)
-        trees = [grow_tree(rng, f"prompt{i}", args.prompt, branching, args.seg, args.vocab, p_stop=p_stop)
-                 for i in range(args.trees)]
-        rows = verl_rows(trees)
+        trees, rows = shape_batch(name, args)
         t = {"pack": [], "plan": [], "mask": []}
         for _ in range(args.reps + 1):
             t0 = time.perf_counter()
